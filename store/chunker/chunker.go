@@ -26,10 +26,10 @@ func DefaultParams() Params {
 }
 
 // Limits on Params. MinAvg keeps the normalized small mask (log2(Avg)+2
-// bits) meaningful; MaxMax keeps the buffer (2*Max) reasonable.
+// bits) meaningful; MaxMax matches the largest data blob a pack accepts.
 const (
 	MinAvg = 64
-	MaxMax = 64 << 20
+	MaxMax = 8 << 20
 )
 
 // normLevel is FastCDC's normalization level: the mask before Avg has

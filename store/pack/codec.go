@@ -1,0 +1,229 @@
+// Package pack encodes blobs (zstd, then AES-GCM) and lays them out in pack
+// objects: sealed blobs in random order, an encrypted header listing them,
+// and a fixed-size trailer. docs/format-store.md describes the bytes.
+package pack
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/anysync/anysync/crypto"
+)
+
+// Hard caps on a blob's plaintext length. Decode never produces more, whatever
+// the caller asks for, so a hostile blob cannot exhaust memory.
+const (
+	MaxDataLen = 8 << 20   // a file chunk (the chunker's Max is 4 MiB)
+	MaxMetaLen = 256 << 20 // a tree or version blob
+)
+
+// Sealed framing: the AEAD plaintext starts with a flag byte.
+const (
+	flagRaw  = 0 // the rest is the blob
+	flagZstd = 1 // uvarint plaintext length, then one zstd frame
+)
+
+// Compressibility probe: chunks longer than probeMin are only compressed
+// whole if their first probeLen bytes shrink to below probeRatio of their
+// size. Incompressible data (media, archives, encrypted files) then costs
+// one small zstd call instead of a full pass.
+const (
+	probeMin   = 16 << 10
+	probeLen   = 8 << 10
+	probeRatio = 0.97
+)
+
+// Errors callers can test with errors.Is. A blob that fails authentication
+// is crypto.ErrAuth (wrapped).
+var (
+	// ErrCorrupt means authenticated bytes or unauthenticated framing
+	// (trailer, sizes, index entries) do not parse.
+	ErrCorrupt = errors.New("corrupt pack data")
+	// ErrTooLarge means a blob or pack exceeds a size limit.
+	ErrTooLarge = errors.New("blob exceeds size limit")
+	// ErrBlobType means a blob type that cannot be stored as a blob.
+	ErrBlobType = errors.New("invalid blob type")
+)
+
+// MaxLen returns the hard cap on the plaintext length of a blob of type t,
+// or 0 if t is not a storable blob type.
+func MaxLen(t crypto.BlobType) int {
+	switch t {
+	case crypto.BlobData:
+		return MaxDataLen
+	case crypto.BlobTree, crypto.BlobVersion:
+		return MaxMetaLen
+	}
+	return 0
+}
+
+// maxSealedLen bounds the sealed length of a blob of type t: raw plaintext
+// plus the flag byte and AEAD overhead (compressed blobs are only stored
+// when smaller than raw).
+func maxSealedLen(t crypto.BlobType) int {
+	return MaxLen(t) + 1 + crypto.Overhead
+}
+
+// minSealedLen is the shortest valid sealed blob: an empty raw blob.
+const minSealedLen = 1 + crypto.Overhead
+
+// Codec turns plaintext blobs into sealed ones and back. It is safe for
+// concurrent use; the write pipeline encodes chunks on several goroutines.
+type Codec struct {
+	cipher  *crypto.BlobCipher
+	enc     *zstd.Encoder
+	dec     *zstd.Decoder
+	scratch sync.Pool // *[]byte: framed plaintext before sealing / after opening
+}
+
+// NewCodec returns a codec sealing blobs with c.
+func NewCodec(c *crypto.BlobCipher) (*Codec, error) {
+	if c == nil {
+		return nil, errors.New("new codec: nil cipher")
+	}
+	procs := runtime.GOMAXPROCS(0)
+	// The AEAD authenticates everything, so zstd's own checksum is wasted work.
+	enc, err := zstd.NewWriter(nil,
+		zstd.WithEncoderLevel(zstd.SpeedFastest),
+		zstd.WithEncoderCRC(false),
+		zstd.WithEncoderConcurrency(procs))
+	if err != nil {
+		return nil, fmt.Errorf("new codec: zstd encoder: %w", err)
+	}
+	// WithDecodeAllCapLimit makes DecodeAll stop at cap(dst), which Decode
+	// sets to the announced length: the per-call bound against bombs. The
+	// max-memory option is a second, global bound.
+	dec, err := zstd.NewReader(nil,
+		zstd.WithDecoderConcurrency(procs),
+		zstd.WithDecoderMaxMemory(MaxMetaLen),
+		zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		return nil, fmt.Errorf("new codec: zstd decoder: %w", err)
+	}
+	return &Codec{cipher: c, enc: enc, dec: dec}, nil
+}
+
+func (c *Codec) getScratch() *[]byte {
+	if p, ok := c.scratch.Get().(*[]byte); ok {
+		return p
+	}
+	b := make([]byte, 0, 64<<10)
+	return &b
+}
+
+func (c *Codec) putScratch(p *[]byte) {
+	// Keep pooled buffers chunk-sized; a rare huge tree buffer is dropped.
+	if cap(*p) <= 2*MaxDataLen {
+		*p = (*p)[:0]
+		c.scratch.Put(p)
+	}
+}
+
+// Encode compresses plain when that pays, seals it under id and t, and
+// appends the sealed blob to dst.
+func (c *Codec) Encode(dst, plain []byte, id crypto.ID, t crypto.BlobType) ([]byte, error) {
+	limit := MaxLen(t)
+	if limit == 0 {
+		return nil, fmt.Errorf("encode blob %s: %w: %s", id.Short(), ErrBlobType, t)
+	}
+	if len(plain) > limit {
+		return nil, fmt.Errorf("encode %s blob %s: %d bytes, limit %d: %w", t, id.Short(), len(plain), limit, ErrTooLarge)
+	}
+	sp := c.getScratch()
+	defer c.putScratch(sp)
+	framed := c.frame((*sp)[:0], plain)
+	*sp = framed
+	out, err := c.cipher.Seal(dst, framed, id, t)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s blob %s: %w", t, id.Short(), err)
+	}
+	return out, nil
+}
+
+// frame appends the AEAD plaintext of a blob to buf: flag byte, then either
+// the raw bytes or the length and a zstd frame, whichever is shorter.
+func (c *Codec) frame(buf, plain []byte) []byte {
+	if c.worthCompressing(plain) {
+		buf = append(buf, flagZstd)
+		buf = binary.AppendUvarint(buf, uint64(len(plain)))
+		buf = c.enc.EncodeAll(plain, buf)
+		if len(buf) < 1+len(plain) {
+			return buf
+		}
+	}
+	buf = append(buf[:0], flagRaw)
+	return append(buf, plain...)
+}
+
+func (c *Codec) worthCompressing(plain []byte) bool {
+	if len(plain) < probeMin {
+		return len(plain) > 0
+	}
+	var probe [probeLen + 64]byte
+	out := c.enc.EncodeAll(plain[:probeLen], probe[:0])
+	return float64(len(out)) < probeRatio*probeLen
+}
+
+// Decode opens a sealed blob and appends its plaintext to dst. maxLen bounds
+// the plaintext (<= 0 means the type's hard cap, which also bounds any
+// larger maxLen). Tampering yields crypto.ErrAuth; a blob above the bound
+// yields ErrTooLarge; never wrong bytes.
+func (c *Codec) Decode(dst, sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) ([]byte, error) {
+	limit := MaxLen(t)
+	if limit == 0 {
+		return nil, fmt.Errorf("decode blob %s: %w: %s", id.Short(), ErrBlobType, t)
+	}
+	if maxLen <= 0 || maxLen > limit {
+		maxLen = limit
+	}
+	// A compressed frame is only stored when shorter than the raw one, so no
+	// valid blob is longer than this; reject before spending AES on it.
+	if len(sealed) > maxLen+1+crypto.Overhead {
+		return nil, fmt.Errorf("decode %s blob %s: %d sealed bytes for at most %d plain: %w", t, id.Short(), len(sealed), maxLen, ErrTooLarge)
+	}
+	sp := c.getScratch()
+	defer c.putScratch(sp)
+	framed, err := c.cipher.Open((*sp)[:0], sealed, id, t)
+	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	*sp = framed
+	if len(framed) == 0 {
+		return nil, fmt.Errorf("decode %s blob %s: empty frame: %w", t, id.Short(), ErrCorrupt)
+	}
+	switch framed[0] {
+	case flagRaw:
+		if len(framed)-1 > maxLen {
+			return nil, fmt.Errorf("decode %s blob %s: %d bytes, limit %d: %w", t, id.Short(), len(framed)-1, maxLen, ErrTooLarge)
+		}
+		return append(dst, framed[1:]...), nil
+	case flagZstd:
+		n, k := binary.Uvarint(framed[1:])
+		if k <= 0 {
+			return nil, fmt.Errorf("decode %s blob %s: bad length: %w", t, id.Short(), ErrCorrupt)
+		}
+		if n > uint64(maxLen) {
+			return nil, fmt.Errorf("decode %s blob %s: %d bytes, limit %d: %w", t, id.Short(), n, maxLen, ErrTooLarge)
+		}
+		base := len(dst)
+		dst = slices.Grow(dst, int(n))
+		out, err := c.dec.DecodeAll(framed[1+k:], dst[:base:base+int(n)])
+		if err != nil {
+			if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+				return nil, fmt.Errorf("decode %s blob %s: decompresses beyond %d bytes: %w", t, id.Short(), n, ErrTooLarge)
+			}
+			return nil, fmt.Errorf("decode %s blob %s: zstd: %v: %w", t, id.Short(), err, ErrCorrupt)
+		}
+		if len(out)-base != int(n) {
+			return nil, fmt.Errorf("decode %s blob %s: decompressed %d bytes, want %d: %w", t, id.Short(), len(out)-base, n, ErrCorrupt)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("decode %s blob %s: unknown flag %d: %w", t, id.Short(), framed[0], ErrCorrupt)
+}

@@ -1,0 +1,230 @@
+package pack
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	mrand "math/rand/v2"
+
+	"github.com/anysync/anysync/crypto"
+)
+
+// Pack layout limits.
+const (
+	// DefaultTarget is the pack size a Writer aims for.
+	DefaultTarget = 16 << 20
+	// TrailerSize is the size of the fixed trailer at the end of a pack.
+	TrailerSize = 8
+	// MaxEntries bounds the blobs in one pack (and so the header size).
+	MaxEntries = 1 << 18
+	// MaxPackSize bounds a pack; offsets are uint32.
+	MaxPackSize = 1 << 31
+
+	headerVersion = 1
+	entrySize     = 1 + crypto.IDSize + 4 + 4 // type, id, sealed length, raw length
+	headerPad     = 4096                      // header plaintext is padded to a multiple of this
+	maxHeaderLen  = 1 + binary.MaxVarintLen64 + MaxEntries*entrySize + headerPad + crypto.Overhead
+)
+
+// trailerMagic ends every pack: "ASP" and the pack format version.
+var trailerMagic = [4]byte{'A', 'S', 'P', 1}
+
+// Entry locates one blob in a pack.
+type Entry struct {
+	Type      crypto.BlobType
+	ID        crypto.ID
+	Offset    uint32 // of the sealed blob from the start of the pack
+	Length    uint32 // sealed length in the pack
+	RawLength uint32 // plaintext length
+}
+
+// NewName returns a fresh random pack name: 32 random bytes in lowercase hex.
+func NewName() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("new pack name: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// ParseName checks a pack name (64 lowercase hex digits) and returns the ID
+// its header is sealed under, which ties a header to its pack.
+func ParseName(name string) (crypto.ID, error) {
+	var id crypto.ID
+	if len(name) != 2*crypto.IDSize {
+		return id, fmt.Errorf("pack name %q: want %d hex digits: %w", name, 2*crypto.IDSize, ErrCorrupt)
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return id, fmt.Errorf("pack name %q: not lowercase hex: %w", name, ErrCorrupt)
+		}
+	}
+	if _, err := hex.Decode(id[:], []byte(name)); err != nil {
+		return id, fmt.Errorf("pack name %q: %v: %w", name, err, ErrCorrupt)
+	}
+	return id, nil
+}
+
+// Writer collects sealed blobs into one pack. It is not safe for concurrent
+// use: encode on many goroutines with Codec.Encode, then AddSealed here.
+type Writer struct {
+	codec   *Codec
+	target  int
+	buf     []byte  // sealed blobs in arrival order
+	entries []Entry // Offset is into buf until Finish
+	seen    map[blobKey]struct{}
+}
+
+type blobKey struct {
+	t  crypto.BlobType
+	id crypto.ID
+}
+
+// NewWriter returns a pack writer aiming for packs of target bytes
+// (DefaultTarget if target <= 0).
+func NewWriter(codec *Codec, target int) *Writer {
+	if target <= 0 {
+		target = DefaultTarget
+	}
+	target = min(target, MaxPackSize/2)
+	return &Writer{codec: codec, target: target, seen: make(map[blobKey]struct{})}
+}
+
+// Add encodes plain (compress and seal) and adds it to the pack. Adding a
+// blob already in this pack is a no-op: blobs are content-addressed.
+func (w *Writer) Add(t crypto.BlobType, id crypto.ID, plain []byte) error {
+	if _, ok := w.seen[blobKey{t, id}]; ok {
+		return nil
+	}
+	n := len(w.buf)
+	sealed, err := w.codec.Encode(w.buf, plain, id, t)
+	if err != nil {
+		return fmt.Errorf("pack add: %w", err)
+	}
+	w.buf = sealed
+	return w.record(t, id, n, len(plain))
+}
+
+// AddSealed adds a blob already encoded by Codec.Encode, with the length of
+// its plaintext.
+func (w *Writer) AddSealed(t crypto.BlobType, id crypto.ID, sealed []byte, rawLen int) error {
+	if _, ok := w.seen[blobKey{t, id}]; ok {
+		return nil
+	}
+	if err := checkBlob(t, len(sealed), rawLen); err != nil {
+		return fmt.Errorf("pack add %s blob %s: %w", t, id.Short(), err)
+	}
+	n := len(w.buf)
+	w.buf = append(w.buf, sealed...)
+	return w.record(t, id, n, rawLen)
+}
+
+func (w *Writer) record(t crypto.BlobType, id crypto.ID, off, rawLen int) error {
+	if len(w.entries) >= MaxEntries || len(w.buf)+maxHeaderLen+TrailerSize > MaxPackSize {
+		w.buf = w.buf[:off]
+		return fmt.Errorf("pack add %s blob %s: pack is full: %w", t, id.Short(), ErrTooLarge)
+	}
+	w.entries = append(w.entries, Entry{Type: t, ID: id, Offset: uint32(off), Length: uint32(len(w.buf) - off), RawLength: uint32(rawLen)})
+	w.seen[blobKey{t, id}] = struct{}{}
+	return nil
+}
+
+// checkBlob validates a blob's type and lengths against the format limits.
+func checkBlob(t crypto.BlobType, sealedLen, rawLen int) error {
+	limit := MaxLen(t)
+	switch {
+	case limit == 0:
+		return fmt.Errorf("%w: %s", ErrBlobType, t)
+	case rawLen < 0 || rawLen > limit:
+		return fmt.Errorf("raw length %d, limit %d: %w", rawLen, limit, ErrTooLarge)
+	case sealedLen < minSealedLen || sealedLen > rawLen+minSealedLen:
+		return fmt.Errorf("sealed length %d for raw length %d: %w", sealedLen, rawLen, ErrCorrupt)
+	}
+	return nil
+}
+
+// Len returns the number of blobs in the pack.
+func (w *Writer) Len() int { return len(w.entries) }
+
+// Size returns the pack size if it were finished now.
+func (w *Writer) Size() int64 {
+	return int64(len(w.buf)) + int64(sealedHeaderLen(len(w.entries))) + TrailerSize
+}
+
+// Full reports whether the pack reached its target size or entry limit.
+func (w *Writer) Full() bool {
+	return w.Size() >= int64(w.target) || len(w.entries) >= MaxEntries
+}
+
+func headerPlainLen(n int) int {
+	l := 1 + uvarintLen(uint64(n)) + n*entrySize
+	return (l + headerPad - 1) / headerPad * headerPad
+}
+
+func sealedHeaderLen(n int) int { return headerPlainLen(n) + crypto.Overhead }
+
+func uvarintLen(x uint64) int {
+	var b [binary.MaxVarintLen64]byte
+	return binary.PutUvarint(b[:], x)
+}
+
+// Finish lays the pack out: blobs in a random order, the sealed header, the
+// trailer. It returns the pack's name and bytes and the entries in pack
+// order, then resets the writer for the next pack. The returned data is not
+// reused by the writer.
+func (w *Writer) Finish() (name string, data []byte, entries []Entry, err error) {
+	if len(w.entries) == 0 {
+		return "", nil, nil, fmt.Errorf("finish pack: %w", ErrEmptyPack)
+	}
+	name, err = NewName()
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("finish pack: %w", err)
+	}
+	headerID, err := ParseName(name)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("finish pack: %w", err)
+	}
+
+	// Random order hides which blobs were written together (the chunks of
+	// one file, in file order) from anyone who sees offsets in requests.
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return "", nil, nil, fmt.Errorf("finish pack: seed shuffle: %w", err)
+	}
+	rng := mrand.New(mrand.NewChaCha8(seed))
+	order := rng.Perm(len(w.entries))
+
+	data = make([]byte, 0, w.Size())
+	entries = make([]Entry, 0, len(w.entries))
+	for _, i := range order {
+		e := w.entries[i]
+		blob := w.buf[e.Offset : e.Offset+e.Length]
+		e.Offset = uint32(len(data))
+		data = append(data, blob...)
+		entries = append(entries, e)
+	}
+
+	plain := make([]byte, 0, headerPlainLen(len(entries)))
+	plain = append(plain, headerVersion)
+	plain = binary.AppendUvarint(plain, uint64(len(entries)))
+	for _, e := range entries {
+		plain = append(plain, byte(e.Type))
+		plain = append(plain, e.ID[:]...)
+		plain = binary.LittleEndian.AppendUint32(plain, e.Length)
+		plain = binary.LittleEndian.AppendUint32(plain, e.RawLength)
+	}
+	plain = plain[:cap(plain)] // zero padding to the next headerPad multiple
+	hdrStart := len(data)
+	data, err = w.codec.cipher.Seal(data, plain, headerID, crypto.BlobPackHeader)
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("finish pack: seal header: %w", err)
+	}
+	data = binary.LittleEndian.AppendUint32(data, uint32(len(data)-hdrStart))
+	data = append(data, trailerMagic[:]...)
+
+	w.buf = w.buf[:0]
+	w.entries = w.entries[:0]
+	clear(w.seen)
+	return name, data, entries, nil
+}
