@@ -1,0 +1,173 @@
+// Package fusefs is the go-fuse v2 front end of the drive: a thin adapter
+// that turns FUSE requests into calls on the shared node layer. FUSE node
+// IDs are the node table's inode numbers (ExternalNodeID), so the node layer
+// can invalidate kernel entries by inode number.
+package fusefs
+
+import (
+	"errors"
+	"log"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/anysync/anysync/fs/localdb"
+	"github.com/anysync/anysync/fs/node"
+)
+
+// Options tune a mount.
+type Options struct {
+	// EntryTimeout and AttrTimeout bound how long the kernel trusts its
+	// cached names and attributes. Changes made through the mount keep
+	// them exact; remote changes are invalidated explicitly, so they can
+	// be long.
+	EntryTimeout, AttrTimeout time.Duration
+	// Logger receives internal errors (reported to callers as EIO).
+	Logger *log.Logger
+	// Debug logs every FUSE request.
+	Debug bool
+}
+
+// DefaultOptions returns the tuned defaults.
+func DefaultOptions() Options {
+	return Options{EntryTimeout: time.Minute, AttrTimeout: time.Minute}
+}
+
+// maxWrite is the largest write the kernel sends at once.
+const maxWrite = 1 << 20
+
+// Mount is a mounted drive.
+type Mount struct {
+	srv *fuse.Server
+	dir string
+}
+
+type mount struct {
+	fsys     *node.FS
+	uid, gid uint32
+	opts     Options
+}
+
+// New mounts fsys at dir and returns once the mount is ready.
+func New(dir string, fsys *node.FS, opts Options) (*Mount, error) {
+	m := &mount{fsys: fsys, uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), opts: opts}
+	neg := opts.EntryTimeout
+	fopts := &fs.Options{
+		MountOptions: fuse.MountOptions{
+			DirectMount:   true,
+			FsName:        "anysync",
+			Name:          "anysync",
+			MaxWrite:      maxWrite,
+			MaxReadAhead:  maxWrite,
+			MaxBackground: 64,
+			Debug:         opts.Debug,
+		},
+		EntryTimeout:    &opts.EntryTimeout,
+		AttrTimeout:     &opts.AttrTimeout,
+		NegativeTimeout: &neg,
+		ExternalNodeID:  true,
+		RootStableAttr:  &fs.StableAttr{Ino: localdb.RootIno},
+		UID:             m.uid,
+		GID:             m.gid,
+	}
+	root := &inode{m: m}
+	srv, err := fs.Mount(dir, root, fopts)
+	if err != nil {
+		return nil, err
+	}
+	return &Mount{srv: srv, dir: dir}, nil
+}
+
+// Unmount unmounts the drive.
+func (mt *Mount) Unmount() error { return mt.srv.Unmount() }
+
+// Wait returns when the mount is gone (unmounted by anyone).
+func (mt *Mount) Wait() { mt.srv.Wait() }
+
+// InvalidateContent drops the kernel's cached data and attributes of a node.
+func (mt *Mount) InvalidateContent(ino uint64) { mt.srv.InodeNotify(ino, 0, -1) }
+
+// InvalidateEntry drops the kernel's cached lookup of a name.
+func (mt *Mount) InvalidateEntry(parent uint64, name string) { mt.srv.EntryNotify(parent, name) }
+
+func (m *mount) errno(err error) syscall.Errno {
+	if err == nil {
+		return 0
+	}
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return e
+	}
+	if m.opts.Logger != nil {
+		m.opts.Logger.Printf("anysync: %v", err)
+	}
+	return syscall.EIO
+}
+
+func typeBits(k localdb.Kind) uint32 {
+	switch k {
+	case localdb.KindDir:
+		return syscall.S_IFDIR
+	case localdb.KindSymlink:
+		return syscall.S_IFLNK
+	}
+	return syscall.S_IFREG
+}
+
+func (m *mount) fill(a node.Attr, out *fuse.Attr) {
+	out.Ino = a.Ino
+	out.Mode = typeBits(a.Kind) | a.Mode
+	out.Size = uint64(a.Size)
+	out.Blocks = (uint64(a.Size) + 511) / 512
+	out.Blksize = maxWrite
+	out.Nlink = 1
+	out.Owner = fuse.Owner{Uid: m.uid, Gid: m.gid}
+	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
+	out.Atime, out.Atimensec = out.Mtime, out.Mtimensec
+	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
+}
+
+func (m *mount) entry(a node.Attr, out *fuse.EntryOut) {
+	m.fill(a, &out.Attr)
+	out.SetEntryTimeout(m.opts.EntryTimeout)
+	out.SetAttrTimeout(m.opts.AttrTimeout)
+}
+
+// inode is every node of the mount; the node layer holds the state.
+type inode struct {
+	fs.Inode
+	m *mount
+}
+
+var (
+	_ fs.NodeLookuper       = (*inode)(nil)
+	_ fs.NodeGetattrer      = (*inode)(nil)
+	_ fs.NodeSetattrer      = (*inode)(nil)
+	_ fs.NodeOpener         = (*inode)(nil)
+	_ fs.NodeCreater        = (*inode)(nil)
+	_ fs.NodeMkdirer        = (*inode)(nil)
+	_ fs.NodeMknoder        = (*inode)(nil)
+	_ fs.NodeSymlinker      = (*inode)(nil)
+	_ fs.NodeReadlinker     = (*inode)(nil)
+	_ fs.NodeUnlinker       = (*inode)(nil)
+	_ fs.NodeRmdirer        = (*inode)(nil)
+	_ fs.NodeRenamer        = (*inode)(nil)
+	_ fs.NodeLinker         = (*inode)(nil)
+	_ fs.NodeOpendirHandler = (*inode)(nil)
+	_ fs.NodeStatfser       = (*inode)(nil)
+	_ fs.NodeGetxattrer     = (*inode)(nil)
+	_ fs.NodeSetxattrer     = (*inode)(nil)
+	_ fs.NodeListxattrer    = (*inode)(nil)
+	_ fs.NodeRemovexattrer  = (*inode)(nil)
+	_ fs.FileReader         = (*file)(nil)
+	_ fs.FileWriter         = (*file)(nil)
+	_ fs.FileFlusher        = (*file)(nil)
+	_ fs.FileFsyncer        = (*file)(nil)
+	_ fs.FileReleaser       = (*file)(nil)
+	_ fs.FileReaddirenter   = (*dir)(nil)
+	_ fs.FileLookuper       = (*dir)(nil)
+	_ fs.FileSeekdirer      = (*dir)(nil)
+)

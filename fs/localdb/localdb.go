@@ -1,0 +1,498 @@
+// Package localdb is the client's per-account SQLite database: the node table
+// (the current tree, with local changes not yet committed), key-value sync
+// state and the blob index. The mount answers lookups, getattr and readdir
+// from it, never from the network.
+//
+// Writes go through one connection (SQLite has one writer anyway); reads use a
+// separate pool so they run concurrently with writes under WAL.
+package localdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+
+	"github.com/anysync/anysync/crypto"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// ErrNotFound means no node matched.
+var ErrNotFound = errors.New("node not found")
+
+// Kind is a node's type. The values match the tree format's kinds.
+type Kind uint8
+
+// Node kinds.
+const (
+	KindFile    Kind = 1
+	KindDir     Kind = 2
+	KindSymlink Kind = 3
+)
+
+// Flags record a node's local changes not yet committed. Together they are
+// the journal: a change is durable once the transaction setting them commits.
+type Flags uint8
+
+// Node flags.
+const (
+	// FlagChanged: the entry may differ from the entry of the same name in
+	// the parent's base tree; for a directory, something below it changed.
+	// A changed node's parent is always changed too.
+	FlagChanged Flags = 1
+	// FlagContent: the staging file holds content newer than Chunks.
+	FlagContent Flags = 2
+)
+
+// RootIno is the root directory's inode number (FUSE_ROOT_ID).
+const RootIno uint64 = 1
+
+// OrphanParent is the parent of nodes unlinked while still open: they stay
+// until their last handle closes, outside the tree.
+const OrphanParent uint64 = 0
+
+// Node is one row of the node table.
+type Node struct {
+	Ino, Parent uint64
+	Name        string
+	Kind        Kind
+	Mode        uint32 // permission bits (07777)
+	Size        int64
+	Mtime       int64 // ns since the epoch
+	Ctime       int64
+	Target      string // symlink target
+	Xattrs      []byte // EncodeXattrs; loaded only by the Full* reads
+	Chunks      []byte // EncodeChunks, the last synced content; Full* reads only
+	Tree        crypto.ID
+	Flags       Flags
+	Staging     string // staging file name, "" if none
+}
+
+const schema = `
+CREATE TABLE IF NOT EXISTS nodes (
+	ino     INTEGER PRIMARY KEY AUTOINCREMENT,
+	parent  INTEGER NOT NULL,
+	name    TEXT NOT NULL,
+	kind    INTEGER NOT NULL,
+	mode    INTEGER NOT NULL,
+	size    INTEGER NOT NULL,
+	mtime   INTEGER NOT NULL,
+	ctime   INTEGER NOT NULL,
+	target  TEXT NOT NULL DEFAULT '',
+	xattrs  BLOB,
+	chunks  BLOB,
+	tree    BLOB,
+	flags   INTEGER NOT NULL DEFAULT 0,
+	staging TEXT NOT NULL DEFAULT ''
+);
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_name ON nodes(parent, name);
+CREATE INDEX IF NOT EXISTS nodes_dirty ON nodes(flags) WHERE flags != 0;
+CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+	id     BLOB PRIMARY KEY,
+	pack   TEXT NOT NULL,
+	off    INTEGER NOT NULL,
+	len    INTEGER NOT NULL
+) WITHOUT ROWID;
+`
+
+// attrCols are the columns every read loads; fullCols add the large ones.
+const (
+	attrCols = `ino, parent, name, kind, mode, size, mtime, ctime, target, tree, flags, staging`
+	fullCols = attrCols + `, xattrs, chunks`
+)
+
+// DB is an open node database.
+type DB struct {
+	w, r *sql.DB
+	wal  string
+}
+
+// Open opens (creating if needed) the database at path.
+func Open(path string) (*DB, error) {
+	q := url.Values{}
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "foreign_keys(0)")
+	q.Set("_txlock", "immediate")
+	dsn := "file:" + path + "?" + q.Encode()
+	w, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open node db %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	if _, err := w.Exec(schema); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("create node db schema in %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open node db %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(4)
+	r.SetMaxIdleConns(4)
+	db := &DB{w: w, r: r, wal: path + "-wal"}
+	if err := db.ensureRoot(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) ensureRoot() error {
+	return db.Update(context.Background(), func(tx *Tx) error {
+		if _, err := tx.Get(RootIno); err == nil {
+			return nil
+		} else if !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		_, err := tx.tx.Exec(`INSERT INTO nodes (ino, parent, name, kind, mode, size, mtime, ctime) VALUES (?, ?, '', ?, ?, 0, 0, 0)`,
+			RootIno, OrphanParent, KindDir, 0o755)
+		if err != nil {
+			return fmt.Errorf("insert root: %w", err)
+		}
+		return nil
+	})
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	return errors.Join(db.r.Close(), db.w.Close())
+}
+
+// SyncWAL makes every committed transaction durable. Transactions commit to
+// the write-ahead log without fsync (synchronous=NORMAL, which already
+// survives a process crash); fsync(2) on the log file flushes them to disk
+// when a caller needs durability against power loss (the fsync syscall).
+func (db *DB) SyncWAL() error {
+	f, err := os.Open(db.wal)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil // checkpointed and removed: already in the main file
+	}
+	if err != nil {
+		return fmt.Errorf("open wal: %w", err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("sync wal: %w", err)
+	}
+	return nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanNode(s scanner, full bool) (Node, error) {
+	var n Node
+	var tree []byte
+	dest := []any{&n.Ino, &n.Parent, &n.Name, &n.Kind, &n.Mode, &n.Size, &n.Mtime, &n.Ctime, &n.Target, &tree, &n.Flags, &n.Staging}
+	if full {
+		dest = append(dest, &n.Xattrs, &n.Chunks)
+	}
+	if err := s.Scan(dest...); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return Node{}, ErrNotFound
+		}
+		return Node{}, err
+	}
+	copy(n.Tree[:], tree)
+	return n, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+func getNode(ctx context.Context, q querier, ino uint64, full bool) (Node, error) {
+	cols := attrCols
+	if full {
+		cols = fullCols
+	}
+	n, err := scanNode(q.QueryRowContext(ctx, `SELECT `+cols+` FROM nodes WHERE ino = ?`, ino), full)
+	if err != nil {
+		return Node{}, fmt.Errorf("get node %d: %w", ino, err)
+	}
+	return n, nil
+}
+
+func lookupNode(ctx context.Context, q querier, parent uint64, name string, full bool) (Node, error) {
+	cols := attrCols
+	if full {
+		cols = fullCols
+	}
+	n, err := scanNode(q.QueryRowContext(ctx, `SELECT `+cols+` FROM nodes WHERE parent = ? AND name = ?`, parent, name), full)
+	if err != nil {
+		return Node{}, fmt.Errorf("lookup %q in %d: %w", name, parent, err)
+	}
+	return n, nil
+}
+
+func children(ctx context.Context, q querier, parent uint64, after string, limit int, full bool) ([]Node, error) {
+	cols := attrCols
+	if full {
+		cols = fullCols
+	}
+	rows, err := q.QueryContext(ctx, `SELECT `+cols+` FROM nodes WHERE parent = ? AND name > ? ORDER BY name LIMIT ?`, parent, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list %d: %w", parent, err)
+	}
+	defer rows.Close()
+	var out []Node
+	for rows.Next() {
+		n, err := scanNode(rows, full)
+		if err != nil {
+			return nil, fmt.Errorf("list %d: %w", parent, err)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %d: %w", parent, err)
+	}
+	return out, nil
+}
+
+// Attr reads a node without its xattrs and chunks.
+func (db *DB) Attr(ctx context.Context, ino uint64) (Node, error) {
+	return getNode(ctx, db.r, ino, false)
+}
+
+// Get reads a whole node.
+func (db *DB) Get(ctx context.Context, ino uint64) (Node, error) {
+	return getNode(ctx, db.r, ino, true)
+}
+
+// Lookup finds a child by name, without its xattrs and chunks.
+func (db *DB) Lookup(ctx context.Context, parent uint64, name string) (Node, error) {
+	return lookupNode(ctx, db.r, parent, name, false)
+}
+
+// Children lists up to limit children of parent with names after `after`,
+// in name order, without xattrs and chunks. Pass the last name to continue.
+func (db *DB) Children(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
+	return children(ctx, db.r, parent, after, limit, false)
+}
+
+// Stats counts nodes for statfs and status.
+func (db *DB) Stats(ctx context.Context) (nodes, dirty int64, err error) {
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&nodes); err != nil {
+		return 0, 0, fmt.Errorf("count nodes: %w", err)
+	}
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE flags & ? != 0`, FlagContent).Scan(&dirty); err != nil {
+		return 0, 0, fmt.Errorf("count dirty nodes: %w", err)
+	}
+	return nodes, dirty, nil
+}
+
+// GetKV reads a key-value state entry.
+func (db *DB) GetKV(ctx context.Context, key string) ([]byte, bool, error) {
+	var v []byte
+	err := db.r.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get state %s: %w", key, err)
+	}
+	return v, true, nil
+}
+
+// Update runs fn in one write transaction, committed if fn returns nil.
+func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	t, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	tx := &Tx{ctx: ctx, tx: t}
+	if err := fn(tx); err != nil {
+		_ = t.Rollback()
+		return err
+	}
+	if err := t.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Tx is a write transaction.
+type Tx struct {
+	ctx context.Context
+	tx  *sql.Tx
+}
+
+// Get reads a whole node.
+func (tx *Tx) Get(ino uint64) (Node, error) { return getNode(tx.ctx, tx.tx, ino, true) }
+
+// Lookup finds a whole child node by name.
+func (tx *Tx) Lookup(parent uint64, name string) (Node, error) {
+	return lookupNode(tx.ctx, tx.tx, parent, name, true)
+}
+
+// Children lists whole children, as DB.Children.
+func (tx *Tx) Children(parent uint64, after string, limit int) ([]Node, error) {
+	return children(tx.ctx, tx.tx, parent, after, limit, true)
+}
+
+// HasChildren reports whether a directory has any child.
+func (tx *Tx) HasChildren(ino uint64) (bool, error) {
+	var one int
+	err := tx.tx.QueryRowContext(tx.ctx, `SELECT 1 FROM nodes WHERE parent = ? LIMIT 1`, ino).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("check children of %d: %w", ino, err)
+	}
+	return true, nil
+}
+
+// Insert adds a node and returns its new inode number. n.Ino is ignored.
+func (tx *Tx) Insert(n *Node) (uint64, error) {
+	res, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO nodes (parent, name, kind, mode, size, mtime, ctime, target, xattrs, chunks, tree, flags, staging)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging)
+	if err != nil {
+		return 0, fmt.Errorf("insert %q in %d: %w", n.Name, n.Parent, err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("insert %q in %d: %w", n.Name, n.Parent, err)
+	}
+	n.Ino = uint64(id)
+	return n.Ino, nil
+}
+
+func treeCol(id crypto.ID) any {
+	if id.IsZero() {
+		return nil
+	}
+	return id[:]
+}
+
+// Put rewrites every column of an existing node.
+func (tx *Tx) Put(n *Node) error {
+	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET parent = ?, name = ?, kind = ?, mode = ?, size = ?, mtime = ?, ctime = ?,
+		target = ?, xattrs = ?, chunks = ?, tree = ?, flags = ?, staging = ? WHERE ino = ?`,
+		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging, n.Ino)
+	if err != nil {
+		return fmt.Errorf("update node %d: %w", n.Ino, err)
+	}
+	return nil
+}
+
+// SetAttrs updates the small attributes of a node (not xattrs, chunks, tree).
+func (tx *Tx) SetAttrs(n *Node) error {
+	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET parent = ?, name = ?, mode = ?, size = ?, mtime = ?, ctime = ?, flags = ?, staging = ? WHERE ino = ?`,
+		n.Parent, n.Name, n.Mode, n.Size, n.Mtime, n.Ctime, n.Flags, n.Staging, n.Ino)
+	if err != nil {
+		return fmt.Errorf("update node %d: %w", n.Ino, err)
+	}
+	return nil
+}
+
+// SetTime sets a node's modification and change times.
+func (tx *Tx) SetTime(ino uint64, mtime, ctime int64) error {
+	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET mtime = ?, ctime = ? WHERE ino = ?`, mtime, ctime, ino); err != nil {
+		return fmt.Errorf("set times of %d: %w", ino, err)
+	}
+	return nil
+}
+
+// Delete removes a node row.
+func (tx *Tx) Delete(ino uint64) error {
+	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM nodes WHERE ino = ?`, ino); err != nil {
+		return fmt.Errorf("delete node %d: %w", ino, err)
+	}
+	return nil
+}
+
+// MarkChanged sets FlagChanged on ino and on every ancestor up to the first
+// one already marked (whose ancestors are marked by the invariant).
+func (tx *Tx) MarkChanged(ino uint64) error {
+	for ino != OrphanParent {
+		var parent uint64
+		var flags Flags
+		err := tx.tx.QueryRowContext(tx.ctx, `SELECT parent, flags FROM nodes WHERE ino = ?`, ino).Scan(&parent, &flags)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mark %d changed: %w", ino, err)
+		}
+		if flags&FlagChanged != 0 {
+			return nil
+		}
+		if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET flags = flags | ? WHERE ino = ?`, FlagChanged, ino); err != nil {
+			return fmt.Errorf("mark %d changed: %w", ino, err)
+		}
+		ino = parent
+	}
+	return nil
+}
+
+// SetFlags replaces a node's flags.
+func (tx *Tx) SetFlags(ino uint64, f Flags) error {
+	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET flags = ? WHERE ino = ?`, f, ino); err != nil {
+		return fmt.Errorf("set flags of %d: %w", ino, err)
+	}
+	return nil
+}
+
+// SetXattrs replaces a node's encoded extended attributes.
+func (tx *Tx) SetXattrs(ino uint64, x []byte, ctime int64) error {
+	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET xattrs = ?, ctime = ? WHERE ino = ?`, x, ctime, ino); err != nil {
+		return fmt.Errorf("set xattrs of %d: %w", ino, err)
+	}
+	return nil
+}
+
+// Orphans lists nodes unlinked while open (left over after a crash).
+func (tx *Tx) Orphans() ([]Node, error) {
+	return children(tx.ctx, tx.tx, OrphanParent, "", 1<<30, false)
+}
+
+// Pending lists the files whose staging content is not yet committed.
+func (tx *Tx) Pending() ([]Node, error) {
+	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT `+attrCols+` FROM nodes WHERE flags & ? != 0`, FlagContent)
+	if err != nil {
+		return nil, fmt.Errorf("list pending: %w", err)
+	}
+	defer rows.Close()
+	var out []Node
+	for rows.Next() {
+		n, err := scanNode(rows, false)
+		if err != nil {
+			return nil, fmt.Errorf("list pending: %w", err)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list pending: %w", err)
+	}
+	return out, nil
+}
+
+// SetKV writes a key-value state entry.
+func (tx *Tx) SetKV(key string, v []byte) error {
+	if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, key, v); err != nil {
+		return fmt.Errorf("set state %s: %w", key, err)
+	}
+	return nil
+}
+
+// GetKV reads a key-value state entry inside the transaction.
+func (tx *Tx) GetKV(key string) ([]byte, bool, error) {
+	var v []byte
+	err := tx.tx.QueryRowContext(tx.ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("get state %s: %w", key, err)
+	}
+	return v, true, nil
+}

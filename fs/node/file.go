@@ -1,0 +1,431 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+
+	"github.com/anysync/anysync/fs/localdb"
+)
+
+// openFile is the shared state of one open node: every handle reads and
+// writes through it, so readers see writers' data at once.
+type openFile struct {
+	ino           uint64
+	refs, writers int  // guarded by FS.omu
+	orphan        bool // unlinked while open; guarded by FS.omu
+
+	mu sync.RWMutex
+	// staging is the local copy (dirty content or hydrated placeholder);
+	// nil while the node is read from src.
+	staging *os.File
+	src     io.ReaderAt
+	size    int64
+	mtime   int64
+	ctime   int64
+	// dirtyMeta: size/times changed in memory, not yet in the row.
+	dirtyMeta bool
+	// marked: the row already records pending content in staging.
+	marked bool
+	// stagingName is the node's staging file name when staging != nil.
+	stagingName string
+}
+
+// Handle is one open file description.
+type Handle struct {
+	fs     *FS
+	of     *openFile
+	write  bool
+	append bool
+}
+
+// Ino returns the handle's node.
+func (h *Handle) Ino() uint64 { return h.of.ino }
+
+// acquire registers a handle on ino, waiting while an upload holds the node
+// if the handle writes.
+func (f *FS) acquire(ino uint64, write bool) *openFile {
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	for write && f.busy[ino] {
+		f.cond.Wait()
+	}
+	of := f.open[ino]
+	if of == nil {
+		of = &openFile{ino: ino}
+		f.open[ino] = of
+	}
+	of.refs++
+	if write {
+		of.writers++
+	}
+	return of
+}
+
+// Open opens a file. Opening for writing without O_TRUNC hydrates a
+// placeholder into a staging file first.
+func (f *FS) Open(ctx context.Context, ino uint64, flags uint32) (*Handle, error) {
+	acc := flags & syscall.O_ACCMODE
+	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
+	n, err := f.db.Get(ctx, ino)
+	if err != nil {
+		return nil, dbErr(err)
+	}
+	switch n.Kind {
+	case localdb.KindDir:
+		if write {
+			return nil, syscall.EISDIR
+		}
+	case localdb.KindSymlink:
+		return nil, syscall.ELOOP
+	}
+	of := f.acquire(ino, write)
+	h := &Handle{fs: f, of: of, write: write, append: flags&syscall.O_APPEND != 0}
+	if n.Kind == localdb.KindDir {
+		return h, nil
+	}
+	of.mu.Lock()
+	err = f.prepare(ctx, of, write, write && flags&syscall.O_TRUNC != 0)
+	of.mu.Unlock()
+	if err != nil {
+		_ = h.Release(ctx)
+		return nil, err
+	}
+	return h, nil
+}
+
+// prepare makes of ready for reading, and for writing if write; truncate
+// empties the file. Called with of.mu held.
+func (f *FS) prepare(ctx context.Context, of *openFile, write, truncate bool) error {
+	if of.staging == nil && of.src == nil {
+		n, err := f.db.Get(ctx, of.ino)
+		if err != nil {
+			return dbErr(err)
+		}
+		of.size, of.mtime, of.ctime = n.Size, n.Mtime, n.Ctime
+		of.marked = n.Flags&localdb.FlagContent != 0
+		if n.Staging != "" {
+			sf, err := os.OpenFile(f.stagingPath(n.Staging), os.O_RDWR, 0)
+			if err != nil {
+				return fmt.Errorf("open staging file of %d: %w", of.ino, err)
+			}
+			of.staging, of.stagingName = sf, n.Staging
+		} else if !write {
+			if f.content == nil {
+				return fmt.Errorf("read placeholder %d: no content source", of.ino)
+			}
+			r, err := f.content.NewReader(n.Chunks, n.Size)
+			if err != nil {
+				return fmt.Errorf("read placeholder %d: %w", of.ino, err)
+			}
+			of.src = r
+		}
+	}
+	if !write || of.staging != nil {
+		if truncate {
+			return f.truncateOpen(ctx, of, 0)
+		}
+		return nil
+	}
+	return f.hydrate(ctx, of, truncate)
+}
+
+// hydrate gives of a staging file holding its current content (or nothing,
+// if it is about to be truncated). Called with of.mu held.
+func (f *FS) hydrate(ctx context.Context, of *openFile, empty bool) error {
+	name := strconv.FormatUint(of.ino, 10)
+	tmp := f.stagingPath(name + ".tmp")
+	sf, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create staging file: %w", err)
+	}
+	fail := func(err error) error {
+		_ = sf.Close()
+		_ = os.Remove(tmp)
+		return err
+	}
+	if !empty && of.size > 0 {
+		src := of.src
+		if src == nil {
+			n, err := f.db.Get(ctx, of.ino)
+			if err != nil {
+				return fail(dbErr(err))
+			}
+			if f.content == nil {
+				return fail(fmt.Errorf("hydrate %d: no content source", of.ino))
+			}
+			if src, err = f.content.NewReader(n.Chunks, n.Size); err != nil {
+				return fail(fmt.Errorf("hydrate %d: %w", of.ino, err))
+			}
+		}
+		if _, err := io.Copy(sf, io.NewSectionReader(src, 0, of.size)); err != nil {
+			return fail(fmt.Errorf("hydrate %d: %w", of.ino, err))
+		}
+	}
+	if err := os.Rename(tmp, f.stagingPath(name)); err != nil {
+		return fail(fmt.Errorf("hydrate %d: %w", of.ino, err))
+	}
+	f.mu.Lock()
+	err = f.db.Update(ctx, func(tx *localdb.Tx) error {
+		n, err := tx.Get(of.ino)
+		if err != nil {
+			return dbErr(err)
+		}
+		n.Staging = name
+		return tx.SetAttrs(&n)
+	})
+	f.mu.Unlock()
+	if err != nil {
+		return fail(err)
+	}
+	of.staging, of.stagingName, of.src = sf, name, nil
+	if empty {
+		return f.truncateOpen(ctx, of, 0)
+	}
+	return nil
+}
+
+// markContent records in the row that staging holds new content, on the
+// first change. Called with of.mu held.
+func (f *FS) markContent(ctx context.Context, of *openFile) error {
+	if of.marked {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		n, err := tx.Get(of.ino)
+		if err != nil {
+			return dbErr(err)
+		}
+		n.Staging = of.stagingName
+		n.Flags |= localdb.FlagContent
+		if inTree(&n) {
+			n.Flags |= localdb.FlagChanged
+		}
+		if err := tx.SetAttrs(&n); err != nil {
+			return err
+		}
+		return tx.MarkChanged(n.Parent)
+	})
+	if err != nil {
+		return err
+	}
+	of.marked = true
+	return nil
+}
+
+// truncateOpen sets the size of an open file with staging. Called with
+// of.mu held.
+func (f *FS) truncateOpen(ctx context.Context, of *openFile, size int64) error {
+	if err := f.markContent(ctx, of); err != nil {
+		return err
+	}
+	if err := of.staging.Truncate(size); err != nil {
+		return fmt.Errorf("truncate staging file of %d: %w", of.ino, err)
+	}
+	t := now()
+	of.size, of.mtime, of.ctime, of.dirtyMeta = size, t, t, true
+	return nil
+}
+
+// truncate implements truncate(2) and ftruncate(2).
+func (f *FS) truncate(ctx context.Context, ino uint64, h *Handle, size int64) error {
+	if h == nil || !h.write {
+		n, err := f.db.Attr(ctx, ino)
+		if err != nil {
+			return dbErr(err)
+		}
+		switch n.Kind {
+		case localdb.KindDir:
+			return syscall.EISDIR
+		case localdb.KindSymlink:
+			return syscall.EINVAL
+		}
+		// Hold the node as a writer for the duration, as open(O_WRONLY).
+		var err2 error
+		if h, err2 = f.Open(ctx, ino, syscall.O_WRONLY); err2 != nil {
+			return err2
+		}
+		defer func() { _ = h.Release(ctx) }()
+	}
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.staging == nil {
+		if err := f.hydrate(ctx, of, size == 0); err != nil {
+			return err
+		}
+	}
+	if err := f.truncateOpen(ctx, of, size); err != nil {
+		return err
+	}
+	return f.persistMeta(ctx, of)
+}
+
+// persistMeta writes in-memory size and times to the row. Called with
+// of.mu held.
+func (f *FS) persistMeta(ctx context.Context, of *openFile) error {
+	if !of.dirtyMeta {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		n, err := tx.Get(of.ino)
+		if err != nil {
+			return dbErr(err)
+		}
+		n.Size, n.Mtime, n.Ctime = of.size, of.mtime, of.ctime
+		return tx.SetAttrs(&n)
+	})
+	if err != nil {
+		return err
+	}
+	of.dirtyMeta = false
+	return nil
+}
+
+// ReadAt reads from the file; a short count means end of file.
+func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	of := h.of
+	of.mu.RLock()
+	defer of.mu.RUnlock()
+	if off >= of.size {
+		return 0, nil
+	}
+	if int64(len(p)) > of.size-off {
+		p = p[:of.size-off]
+	}
+	var n int
+	var err error
+	switch {
+	case of.staging != nil:
+		n, err = of.staging.ReadAt(p, off)
+	case of.src != nil:
+		n, err = of.src.ReadAt(p, off)
+	default:
+		return 0, syscall.EISDIR
+	}
+	if errors.Is(err, io.EOF) {
+		// Sparse tail beyond the staging file's data reads as zeros.
+		clear(p[n:])
+		n, err = len(p), nil
+	}
+	if err != nil {
+		return n, fmt.Errorf("read %d at %d: %w", of.ino, off, err)
+	}
+	return n, nil
+}
+
+// WriteAt writes to the file (at the end, for O_APPEND handles).
+func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.staging == nil {
+		return 0, syscall.EBADF
+	}
+	if err := h.fs.markContent(ctx, of); err != nil {
+		return 0, err
+	}
+	if h.append {
+		off = of.size
+	}
+	n, err := of.staging.WriteAt(p, off)
+	if end := off + int64(n); end > of.size {
+		of.size = end
+	}
+	t := now()
+	of.mtime, of.ctime, of.dirtyMeta = t, t, true
+	if err != nil {
+		return n, fmt.Errorf("write %d at %d: %w", of.ino, off, err)
+	}
+	return n, nil
+}
+
+// Flush is called on every close(2) of a descriptor: it records the
+// file's size and times.
+func (h *Handle) Flush(ctx context.Context) error {
+	h.of.mu.Lock()
+	defer h.of.mu.Unlock()
+	return h.fs.persistMeta(ctx, h.of)
+}
+
+// Fsync makes the file's data and its journal entry durable.
+func (h *Handle) Fsync(ctx context.Context) error {
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if of.staging != nil {
+		if err := of.staging.Sync(); err != nil {
+			return fmt.Errorf("fsync staging of %d: %w", of.ino, err)
+		}
+	}
+	if err := h.fs.persistMeta(ctx, of); err != nil {
+		return err
+	}
+	return h.fs.db.SyncWAL()
+}
+
+// Release ends a handle. The last release of a node closes its staging
+// file, drops the local copy of clean content, and removes a node
+// unlinked while open.
+func (h *Handle) Release(ctx context.Context) error {
+	f, of := h.fs, h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	err := f.persistMeta(ctx, of)
+	f.omu.Lock()
+	of.refs--
+	if h.write {
+		of.writers--
+	}
+	last := of.refs == 0
+	orphan := of.orphan
+	if last {
+		delete(f.open, of.ino)
+	}
+	f.omu.Unlock()
+	if h.write {
+		f.notifyChanged()
+	}
+	if !last {
+		return err
+	}
+	if of.staging != nil {
+		if cerr := of.staging.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("close staging of %d: %w", of.ino, cerr)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var drop string
+	uerr := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		n, err := tx.Get(of.ino)
+		if errors.Is(err, localdb.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if orphan {
+			drop = n.Staging
+			return tx.Delete(n.Ino)
+		}
+		if n.Staging != "" && n.Flags&localdb.FlagContent == 0 {
+			drop, n.Staging = n.Staging, ""
+			return tx.SetAttrs(&n)
+		}
+		return nil
+	})
+	f.removeStaging(drop)
+	return errors.Join(err, uerr)
+}

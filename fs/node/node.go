@@ -1,0 +1,686 @@
+// Package node is the drive's filesystem semantics, shared by every front
+// end: lookups and listings from the node table, writes to per-node staging
+// files, renames, unlinks, extended attributes. It knows nothing of FUSE;
+// errors are syscall.Errno values for POSIX failures and wrapped errors for
+// internal ones (which a front end reports as EIO).
+//
+// Lock order: openFile.mu, then FS.mu, then FS.omu. Nothing takes an
+// openFile.mu while holding FS.mu or FS.omu.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/anysync/anysync/fs/localdb"
+)
+
+// MaxName is the longest name a directory entry may have.
+const MaxName = 255
+
+// Attr are the attributes of a node as the kernel sees them.
+type Attr struct {
+	Ino   uint64
+	Kind  localdb.Kind
+	Mode  uint32 // permission bits
+	Size  int64
+	Mtime int64 // ns since the epoch
+	Ctime int64
+}
+
+// DirEntry is one entry of a directory listing.
+type DirEntry struct {
+	Name string
+	Attr Attr
+}
+
+// ContentSource reads the committed content of placeholders.
+type ContentSource interface {
+	// NewReader returns a reader over content given by an encoded chunk
+	// list (localdb.EncodeChunks) of size bytes.
+	NewReader(chunks []byte, size int64) (io.ReaderAt, error)
+}
+
+// Statfs is what statfs reports, in bytes and files.
+type Statfs struct {
+	Total, Free int64
+	Files       int64
+}
+
+// Config configures an FS.
+type Config struct {
+	DB         *localdb.DB
+	StagingDir string
+	// Content reads placeholders; nil makes them unreadable (EIO).
+	Content ContentSource
+	// Changed, if set, is called after local changes (to kick the committer).
+	Changed func()
+	// Quota, if set, reports the account's space for statfs.
+	Quota func(ctx context.Context) (total, used int64, err error)
+}
+
+// FS is the node layer over one account's node table.
+type FS struct {
+	db      *localdb.DB
+	staging string
+	content ContentSource
+	changed func()
+	quota   func(ctx context.Context) (int64, int64, error)
+
+	mu sync.Mutex // serializes metadata changes
+
+	omu  sync.Mutex
+	cond *sync.Cond // on omu: signalled when an upload ends
+	open map[uint64]*openFile
+	busy map[uint64]bool // nodes whose staging file is being uploaded
+}
+
+// New returns the node layer, after recovering from any crash: nodes
+// unlinked while open are removed, and pending files take their staging
+// file's size.
+func New(ctx context.Context, cfg Config) (*FS, error) {
+	if err := os.MkdirAll(cfg.StagingDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create staging dir: %w", err)
+	}
+	f := &FS{
+		db:      cfg.DB,
+		staging: cfg.StagingDir,
+		content: cfg.Content,
+		changed: cfg.Changed,
+		quota:   cfg.Quota,
+		open:    map[uint64]*openFile{},
+		busy:    map[uint64]bool{},
+	}
+	f.cond = sync.NewCond(&f.omu)
+	if err := f.recover(ctx); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *FS) recover(ctx context.Context) error {
+	keep := map[string]bool{}
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		orphans, err := tx.Orphans()
+		if err != nil {
+			return err
+		}
+		for _, o := range orphans {
+			if o.Ino == localdb.RootIno {
+				continue
+			}
+			if err := tx.Delete(o.Ino); err != nil {
+				return err
+			}
+		}
+		pending, err := tx.Pending()
+		if err != nil {
+			return err
+		}
+		for _, n := range pending {
+			st, err := os.Stat(f.stagingPath(n.Staging))
+			if err != nil {
+				return fmt.Errorf("recover pending node %d: %w", n.Ino, err)
+			}
+			keep[n.Staging] = true
+			if n.Size != st.Size() {
+				n.Size = st.Size()
+				if err := tx.SetAttrs(&n); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("recover node table: %w", err)
+	}
+	// Staging files of clean nodes are only local copies: drop them.
+	ents, err := os.ReadDir(f.staging)
+	if err != nil {
+		return fmt.Errorf("read staging dir: %w", err)
+	}
+	var clear []uint64
+	for _, e := range ents {
+		if keep[e.Name()] {
+			continue
+		}
+		if err := os.Remove(filepath.Join(f.staging, e.Name())); err != nil {
+			return fmt.Errorf("remove stale staging file: %w", err)
+		}
+		if ino, err := strconv.ParseUint(e.Name(), 10, 64); err == nil {
+			clear = append(clear, ino)
+		}
+	}
+	return f.db.Update(ctx, func(tx *localdb.Tx) error {
+		for _, ino := range clear {
+			n, err := tx.Get(ino)
+			if errors.Is(err, localdb.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			n.Staging = ""
+			if err := tx.SetAttrs(&n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (f *FS) stagingPath(name string) string { return filepath.Join(f.staging, name) }
+
+func now() int64 { return time.Now().UnixNano() }
+
+func (f *FS) notifyChanged() {
+	if f.changed != nil {
+		f.changed()
+	}
+}
+
+// DB returns the node database.
+func (f *FS) DB() *localdb.DB { return f.db }
+
+// inTree reports whether a node is part of the tree (not unlinked while open).
+func inTree(n *localdb.Node) bool {
+	return n.Ino == localdb.RootIno || n.Parent != localdb.OrphanParent
+}
+
+func attrOf(n *localdb.Node) Attr {
+	a := Attr{Ino: n.Ino, Kind: n.Kind, Mode: n.Mode, Size: n.Size, Mtime: n.Mtime, Ctime: n.Ctime}
+	if n.Kind == localdb.KindSymlink {
+		a.Size = int64(len(n.Target))
+	}
+	return a
+}
+
+// overlay replaces size and times by those of an open file, which are
+// newer than the row until the file is flushed.
+func (f *FS) overlay(a *Attr) {
+	f.omu.Lock()
+	of := f.open[a.Ino]
+	f.omu.Unlock()
+	if of == nil {
+		return
+	}
+	of.mu.RLock()
+	if of.dirtyMeta {
+		a.Size, a.Mtime, a.Ctime = of.size, of.mtime, of.ctime
+	}
+	of.mu.RUnlock()
+}
+
+// dbErr maps a database error to ENOENT when the node is missing.
+func dbErr(err error) error {
+	if errors.Is(err, localdb.ErrNotFound) {
+		return syscall.ENOENT
+	}
+	return err
+}
+
+func checkName(name string) error {
+	switch {
+	case name == "" || name == "." || name == "..":
+		return syscall.EINVAL
+	case len(name) > MaxName:
+		return syscall.ENAMETOOLONG
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '/' || name[i] == 0 {
+			return syscall.EINVAL
+		}
+	}
+	return nil
+}
+
+// Lookup finds a child of a directory.
+func (f *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, error) {
+	if len(name) > MaxName {
+		return Attr{}, syscall.ENAMETOOLONG
+	}
+	n, err := f.db.Lookup(ctx, parent, name)
+	if err != nil {
+		return Attr{}, dbErr(err)
+	}
+	a := attrOf(&n)
+	f.overlay(&a)
+	return a, nil
+}
+
+// GetAttr returns a node's attributes.
+func (f *FS) GetAttr(ctx context.Context, ino uint64) (Attr, error) {
+	n, err := f.db.Attr(ctx, ino)
+	if err != nil {
+		return Attr{}, dbErr(err)
+	}
+	a := attrOf(&n)
+	f.overlay(&a)
+	return a, nil
+}
+
+// ReadDir lists up to limit entries of a directory after the name `after`
+// ("" to start), in name order.
+func (f *FS) ReadDir(ctx context.Context, ino uint64, after string, limit int) ([]DirEntry, error) {
+	if after == "" {
+		n, err := f.db.Attr(ctx, ino)
+		if err != nil {
+			return nil, dbErr(err)
+		}
+		if n.Kind != localdb.KindDir {
+			return nil, syscall.ENOTDIR
+		}
+	}
+	nodes, err := f.db.Children(ctx, ino, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]DirEntry, len(nodes))
+	for i := range nodes {
+		out[i] = DirEntry{Name: nodes[i].Name, Attr: attrOf(&nodes[i])}
+		if nodes[i].Kind == localdb.KindFile {
+			f.overlay(&out[i].Attr)
+		}
+	}
+	return out, nil
+}
+
+// Readlink returns a symlink's target.
+func (f *FS) Readlink(ctx context.Context, ino uint64) (string, error) {
+	n, err := f.db.Attr(ctx, ino)
+	if err != nil {
+		return "", dbErr(err)
+	}
+	if n.Kind != localdb.KindSymlink {
+		return "", syscall.EINVAL
+	}
+	return n.Target, nil
+}
+
+// parentDir reads a directory that is about to get a new child.
+func parentDir(tx *localdb.Tx, ino uint64) (localdb.Node, error) {
+	p, err := tx.Get(ino)
+	if err != nil {
+		return p, dbErr(err)
+	}
+	if p.Kind != localdb.KindDir {
+		return p, syscall.ENOTDIR
+	}
+	return p, nil
+}
+
+// touchDir records a change to a directory's entries.
+func touchDir(tx *localdb.Tx, dir uint64, t int64) error {
+	if err := tx.SetTime(dir, t, t); err != nil {
+		return err
+	}
+	return tx.MarkChanged(dir)
+}
+
+// newChild inserts a new node in a directory.
+func (f *FS) newChild(ctx context.Context, n *localdb.Node, withStaging bool) (Attr, error) {
+	if err := checkName(n.Name); err != nil {
+		return Attr{}, err
+	}
+	t := now()
+	n.Mtime, n.Ctime = t, t
+	n.Flags = localdb.FlagChanged
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		if _, err := parentDir(tx, n.Parent); err != nil {
+			return err
+		}
+		if _, err := tx.Lookup(n.Parent, n.Name); err == nil {
+			return syscall.EEXIST
+		} else if !errors.Is(err, localdb.ErrNotFound) {
+			return err
+		}
+		if _, err := tx.Insert(n); err != nil {
+			return err
+		}
+		if withStaging {
+			n.Staging = strconv.FormatUint(n.Ino, 10)
+			n.Flags |= localdb.FlagContent
+			sf, err := os.OpenFile(f.stagingPath(n.Staging), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return fmt.Errorf("create staging file: %w", err)
+			}
+			if err := sf.Close(); err != nil {
+				return fmt.Errorf("create staging file: %w", err)
+			}
+			if err := tx.SetAttrs(n); err != nil {
+				return err
+			}
+		}
+		return touchDir(tx, n.Parent, t)
+	})
+	if err != nil {
+		return Attr{}, err
+	}
+	f.notifyChanged()
+	return attrOf(n), nil
+}
+
+// Mkdir creates a directory.
+func (f *FS) Mkdir(ctx context.Context, parent uint64, name string, mode uint32) (Attr, error) {
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindDir, Mode: mode & 0o7777}, false)
+}
+
+// Symlink creates a symbolic link.
+func (f *FS) Symlink(ctx context.Context, parent uint64, name, target string) (Attr, error) {
+	if len(target) == 0 {
+		return Attr{}, syscall.ENOENT
+	}
+	if len(target) > 4095 {
+		return Attr{}, syscall.ENAMETOOLONG
+	}
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}, false)
+}
+
+// Create creates a regular file and opens it.
+func (f *FS) Create(ctx context.Context, parent uint64, name string, flags uint32, mode uint32) (Attr, *Handle, error) {
+	a, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	h, err := f.Open(ctx, a.Ino, flags&^uint32(syscall.O_TRUNC|syscall.O_CREAT|syscall.O_EXCL))
+	if err != nil {
+		return Attr{}, nil, err
+	}
+	return a, h, nil
+}
+
+// Mknod is refused: only regular files, directories and symlinks are
+// stored. Regular files created through mknod(2) are allowed.
+func (f *FS) Mknod(ctx context.Context, parent uint64, name string, mode uint32) (Attr, error) {
+	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != 0 {
+		return Attr{}, syscall.EPERM
+	}
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
+}
+
+// removeNode drops a node from the tree: deleted at once, or kept as an
+// orphan while it is open. It returns the staging file to delete, if any.
+func (f *FS) removeNode(tx *localdb.Tx, n *localdb.Node) (string, error) {
+	f.omu.Lock()
+	of := f.open[n.Ino]
+	if of != nil {
+		of.orphan = true
+	}
+	f.omu.Unlock()
+	if of != nil {
+		n.Parent, n.Name = localdb.OrphanParent, strconv.FormatUint(n.Ino, 10)
+		return "", tx.SetAttrs(n)
+	}
+	if err := tx.Delete(n.Ino); err != nil {
+		return "", err
+	}
+	return n.Staging, nil
+}
+
+func (f *FS) removeStaging(name string) {
+	if name != "" {
+		// The row is gone already; a leftover file is swept on next start.
+		_ = os.Remove(f.stagingPath(name))
+	}
+}
+
+// Unlink removes a file or symlink.
+func (f *FS) Unlink(ctx context.Context, parent uint64, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var staging string
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		n, err := tx.Lookup(parent, name)
+		if err != nil {
+			return dbErr(err)
+		}
+		if n.Kind == localdb.KindDir {
+			return syscall.EISDIR
+		}
+		if staging, err = f.removeNode(tx, &n); err != nil {
+			return err
+		}
+		return touchDir(tx, parent, now())
+	})
+	if err != nil {
+		return err
+	}
+	f.removeStaging(staging)
+	f.notifyChanged()
+	return nil
+}
+
+// Rmdir removes an empty directory.
+func (f *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		n, err := tx.Lookup(parent, name)
+		if err != nil {
+			return dbErr(err)
+		}
+		if n.Kind != localdb.KindDir {
+			return syscall.ENOTDIR
+		}
+		if has, err := tx.HasChildren(n.Ino); err != nil {
+			return err
+		} else if has {
+			return syscall.ENOTEMPTY
+		}
+		if err := tx.Delete(n.Ino); err != nil {
+			return err
+		}
+		return touchDir(tx, parent, now())
+	})
+	if err != nil {
+		return err
+	}
+	f.notifyChanged()
+	return nil
+}
+
+// Rename flags (renameat2).
+const (
+	RenameNoReplace = 1
+	RenameExchange  = 2
+)
+
+// Rename moves an entry, replacing an existing target as rename(2) does.
+func (f *FS) Rename(ctx context.Context, parent uint64, name string, newParent uint64, newName string, flags uint32) error {
+	if flags&^uint32(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
+		return syscall.EINVAL
+	}
+	if err := checkName(newName); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var staging string
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		src, err := tx.Lookup(parent, name)
+		if err != nil {
+			return dbErr(err)
+		}
+		if _, err := parentDir(tx, newParent); err != nil {
+			return err
+		}
+		if src.Kind == localdb.KindDir && newParent != parent {
+			// A directory cannot move below itself.
+			for p := newParent; p != localdb.RootIno && p != localdb.OrphanParent; {
+				if p == src.Ino {
+					return syscall.EINVAL
+				}
+				pn, err := tx.Get(p)
+				if err != nil {
+					return dbErr(err)
+				}
+				p = pn.Parent
+			}
+		}
+		dst, err := tx.Lookup(newParent, newName)
+		exists := err == nil
+		if err != nil && !errors.Is(err, localdb.ErrNotFound) {
+			return err
+		}
+		if exists && dst.Ino == src.Ino {
+			return nil
+		}
+		t := now()
+		switch {
+		case flags&RenameExchange != 0:
+			if !exists {
+				return syscall.ENOENT
+			}
+			if dst.Kind == localdb.KindDir && parent != newParent {
+				for p := parent; p != localdb.RootIno && p != localdb.OrphanParent; {
+					if p == dst.Ino {
+						return syscall.EINVAL
+					}
+					pn, err := tx.Get(p)
+					if err != nil {
+						return dbErr(err)
+					}
+					p = pn.Parent
+				}
+			}
+			// Park src outside the tree so the (parent, name) index never
+			// holds two rows for one name.
+			src.Parent, src.Name = localdb.OrphanParent, "exchange-"+strconv.FormatUint(src.Ino, 10)
+			if err := tx.SetAttrs(&src); err != nil {
+				return err
+			}
+			dst.Parent, dst.Name, dst.Ctime = parent, name, t
+			dst.Flags |= localdb.FlagChanged
+			if err := tx.SetAttrs(&dst); err != nil {
+				return err
+			}
+		case exists:
+			if flags&RenameNoReplace != 0 {
+				return syscall.EEXIST
+			}
+			if src.Kind == localdb.KindDir {
+				if dst.Kind != localdb.KindDir {
+					return syscall.ENOTDIR
+				}
+				if has, err := tx.HasChildren(dst.Ino); err != nil {
+					return err
+				} else if has {
+					return syscall.ENOTEMPTY
+				}
+			} else if dst.Kind == localdb.KindDir {
+				return syscall.EISDIR
+			}
+			if staging, err = f.removeNode(tx, &dst); err != nil {
+				return err
+			}
+		}
+		src.Parent, src.Name, src.Ctime = newParent, newName, t
+		src.Flags |= localdb.FlagChanged
+		if err := tx.SetAttrs(&src); err != nil {
+			return err
+		}
+		if err := touchDir(tx, parent, t); err != nil {
+			return err
+		}
+		return touchDir(tx, newParent, t)
+	})
+	if err != nil {
+		return err
+	}
+	f.removeStaging(staging)
+	f.notifyChanged()
+	return nil
+}
+
+// Link is refused: hard links cannot be represented in the tree format.
+func (f *FS) Link(context.Context, uint64, uint64, string) (Attr, error) {
+	return Attr{}, syscall.EPERM
+}
+
+// SetAttrIn says which attributes to change.
+type SetAttrIn struct {
+	Mode  *uint32
+	Size  *int64
+	Mtime *int64
+}
+
+// SetAttr changes attributes. h, if not nil, is the handle the change came
+// through (ftruncate).
+func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (Attr, error) {
+	if in.Size != nil {
+		if *in.Size < 0 {
+			return Attr{}, syscall.EINVAL
+		}
+		if err := f.truncate(ctx, ino, h, *in.Size); err != nil {
+			return Attr{}, err
+		}
+	}
+	if in.Mode != nil || in.Mtime != nil {
+		f.mu.Lock()
+		err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+			n, err := tx.Get(ino)
+			if err != nil {
+				return dbErr(err)
+			}
+			t := now()
+			if in.Mode != nil {
+				n.Mode = *in.Mode & 0o7777
+			}
+			if in.Mtime != nil {
+				n.Mtime = *in.Mtime
+			}
+			n.Ctime = t
+			if inTree(&n) {
+				n.Flags |= localdb.FlagChanged
+			}
+			if err := tx.SetAttrs(&n); err != nil {
+				return err
+			}
+			return tx.MarkChanged(n.Parent)
+		})
+		f.mu.Unlock()
+		if err != nil {
+			return Attr{}, err
+		}
+		if in.Mtime != nil {
+			f.omu.Lock()
+			of := f.open[ino]
+			f.omu.Unlock()
+			if of != nil {
+				of.mu.Lock()
+				if of.dirtyMeta {
+					of.mtime = *in.Mtime
+				}
+				of.mu.Unlock()
+			}
+		}
+		f.notifyChanged()
+	}
+	return f.GetAttr(ctx, ino)
+}
+
+// Statfs reports the account's space.
+func (f *FS) Statfs(ctx context.Context) (Statfs, error) {
+	nodes, _, err := f.db.Stats(ctx)
+	if err != nil {
+		return Statfs{}, err
+	}
+	st := Statfs{Total: 1 << 50, Free: 1 << 50, Files: nodes}
+	if f.quota != nil {
+		total, used, err := f.quota(ctx)
+		if err == nil && total > 0 {
+			st.Total, st.Free = total, max(total-used, 0)
+		}
+	}
+	return st, nil
+}
