@@ -194,36 +194,46 @@ func (c *Codec) Decode(dst, sealed []byte, id crypto.ID, t crypto.BlobType, maxL
 		return nil, fmt.Errorf("decode: %w", err)
 	}
 	*sp = framed
+	out, err := c.unframe(dst, framed, maxLen)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s blob %s: %w", t, id.Short(), err)
+	}
+	return out, nil
+}
+
+// unframe appends the blob held in an opened AEAD plaintext to dst, never
+// producing more than maxLen bytes.
+func (c *Codec) unframe(dst, framed []byte, maxLen int) ([]byte, error) {
 	if len(framed) == 0 {
-		return nil, fmt.Errorf("decode %s blob %s: empty frame: %w", t, id.Short(), ErrCorrupt)
+		return nil, fmt.Errorf("empty frame: %w", ErrCorrupt)
 	}
 	switch framed[0] {
 	case flagRaw:
 		if len(framed)-1 > maxLen {
-			return nil, fmt.Errorf("decode %s blob %s: %d bytes, limit %d: %w", t, id.Short(), len(framed)-1, maxLen, ErrTooLarge)
+			return nil, fmt.Errorf("%d bytes, limit %d: %w", len(framed)-1, maxLen, ErrTooLarge)
 		}
 		return append(dst, framed[1:]...), nil
 	case flagZstd:
 		n, k := binary.Uvarint(framed[1:])
 		if k <= 0 {
-			return nil, fmt.Errorf("decode %s blob %s: bad length: %w", t, id.Short(), ErrCorrupt)
+			return nil, fmt.Errorf("bad length: %w", ErrCorrupt)
 		}
 		if n > uint64(maxLen) {
-			return nil, fmt.Errorf("decode %s blob %s: %d bytes, limit %d: %w", t, id.Short(), n, maxLen, ErrTooLarge)
+			return nil, fmt.Errorf("%d bytes, limit %d: %w", n, maxLen, ErrTooLarge)
 		}
 		base := len(dst)
 		dst = slices.Grow(dst, int(n))
 		out, err := c.dec.DecodeAll(framed[1+k:], dst[:base:base+int(n)])
 		if err != nil {
 			if errors.Is(err, zstd.ErrDecoderSizeExceeded) {
-				return nil, fmt.Errorf("decode %s blob %s: decompresses beyond %d bytes: %w", t, id.Short(), n, ErrTooLarge)
+				return nil, fmt.Errorf("decompresses beyond %d bytes: %w", n, ErrTooLarge)
 			}
-			return nil, fmt.Errorf("decode %s blob %s: zstd: %v: %w", t, id.Short(), err, ErrCorrupt)
+			return nil, fmt.Errorf("zstd: %v: %w", err, ErrCorrupt)
 		}
 		if len(out)-base != int(n) {
-			return nil, fmt.Errorf("decode %s blob %s: decompressed %d bytes, want %d: %w", t, id.Short(), len(out)-base, n, ErrCorrupt)
+			return nil, fmt.Errorf("decompressed %d bytes, want %d: %w", len(out)-base, n, ErrCorrupt)
 		}
 		return out, nil
 	}
-	return nil, fmt.Errorf("decode %s blob %s: unknown flag %d: %w", t, id.Short(), framed[0], ErrCorrupt)
+	return nil, fmt.Errorf("unknown flag %d: %w", framed[0], ErrCorrupt)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 
 	"github.com/anysync/anysync/crypto"
 )
@@ -97,6 +98,7 @@ func (w *Writer) Add(t crypto.BlobType, id crypto.ID, plain []byte) error {
 	if _, ok := w.seen[blobKey{t, id}]; ok {
 		return nil
 	}
+	w.reserve(len(plain) + minSealedLen)
 	n := len(w.buf)
 	sealed, err := w.codec.Encode(w.buf, plain, id, t)
 	if err != nil {
@@ -115,9 +117,18 @@ func (w *Writer) AddSealed(t crypto.BlobType, id crypto.ID, sealed []byte, rawLe
 	if err := checkBlob(t, len(sealed), rawLen); err != nil {
 		return fmt.Errorf("pack add %s blob %s: %w", t, id.Short(), err)
 	}
+	w.reserve(len(sealed))
 	n := len(w.buf)
 	w.buf = append(w.buf, sealed...)
 	return w.record(t, id, n, rawLen)
+}
+
+// reserve makes room for n more bytes, growing to the target size at once
+// instead of doubling through it.
+func (w *Writer) reserve(n int) {
+	if cap(w.buf)-len(w.buf) < n {
+		w.buf = slices.Grow(w.buf, max(n, w.target-len(w.buf)+n))
+	}
 }
 
 func (w *Writer) record(t crypto.BlobType, id crypto.ID, off, rawLen int) error {
