@@ -24,12 +24,16 @@ func NewRandomKey() (Key, error) {
 }
 
 // Purpose labels for HKDF subkeys. Changing one changes every derived key of
-// that kind, so they are part of the format (docs/format.md).
+// that kind, so they are part of the format (docs/format-keys.md).
 const (
 	purposeBlobKey    = "anysync v1 blob key"
 	purposeBlobID     = "anysync v1 blob id"
 	purposeGearTable  = "anysync v1 chunker gear"
 	purposePackHeader = "anysync v1 pack header"
+
+	purposePasswordWrap = "anysync v1 master.keys password wrap"
+	purposeLoginProof   = "anysync v1 login proof"
+	purposeRecoveryWrap = "anysync v1 master.keys recovery wrap"
 )
 
 // Derive returns HKDF-SHA256(key, info=purpose||context) as a new key.
