@@ -1,0 +1,465 @@
+// Package repo is the repository: it turns files into chunk lists and back,
+// stores trees and versions, batches sealed blobs into packs, uploads them to
+// an object store and keeps the blob index. It is the one place that knows
+// how chunker, pack, tree, cache and objstore fit together.
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+
+	"github.com/anysync/anysync/crypto"
+	"github.com/anysync/anysync/store/chunker"
+	"github.com/anysync/anysync/store/objstore"
+	"github.com/anysync/anysync/store/pack"
+	"github.com/anysync/anysync/store/tree"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	// ErrBlobNotFound means no pack known to the index holds the blob.
+	ErrBlobNotFound = errors.New("blob not found in index")
+	// ErrCorrupt means a blob authenticated but is not what its ID names,
+	// or has another length than the tree says.
+	ErrCorrupt = errors.New("blob content does not match its ID")
+)
+
+// DefaultPackSize is the target size of a pack (brief: about 16 MiB).
+const DefaultPackSize = 16 << 20
+
+// maxInflightUploads bounds packs being uploaded at once, and so the memory
+// that finished but unacknowledged packs hold.
+const maxInflightUploads = 2
+
+// Cache is the chunk cache as the repository uses it (store/cache
+// implements it): Get returns a blob's plaintext, calling fetch for the
+// sealed bytes and open to authenticate and decrypt them on a miss.
+type Cache interface {
+	Get(ctx context.Context, id crypto.ID, fetch func(context.Context) ([]byte, error), open func(sealed []byte) ([]byte, error)) ([]byte, error)
+}
+
+// Config says what a repository is made of.
+type Config struct {
+	Keys    *crypto.AccountKeys
+	Objects objstore.ObjectStore
+	Index   Index
+	// Cache is optional; without it every read fetches from Objects.
+	Cache Cache
+	// PackSize is the target pack size; 0 means DefaultPackSize.
+	PackSize int
+	// Workers is the number of goroutines that hash and seal chunks;
+	// 0 means GOMAXPROCS.
+	Workers int
+	// Chunker overrides the chunker parameters (tests use small chunks).
+	Chunker *chunker.Params
+}
+
+// Repo is safe for concurrent use.
+type Repo struct {
+	ids      *crypto.IDHasher
+	gear     *[256]uint64
+	params   chunker.Params
+	codec    *pack.Codec
+	objs     objstore.ObjectStore
+	index    Index
+	cache    Cache
+	workers  int
+	packSize int
+
+	// bufs recycles chunk-sized buffers of the write pipeline.
+	bufs sync.Pool
+
+	mu      sync.Mutex
+	packers map[packClass]*pack.Writer
+	// pending holds blobs that are sealed but not yet in the index: in an
+	// unfinished pack, or in a pack being uploaded. They are served from
+	// here so a just-written tree can be read back before Flush.
+	pending    map[crypto.ID]*pendingBlob
+	failed     []finishedPack // uploads to retry on the next Flush
+	newEntries []IndexEntry
+
+	uploadSlots chan struct{}
+	uploads     sync.WaitGroup
+	uploadErr   error
+}
+
+// packClass separates metadata (trees, versions) from file data, so a
+// device loading the tree touches few, small packs.
+type packClass int
+
+const (
+	classData packClass = iota
+	classMeta
+)
+
+func classOf(t crypto.BlobType) packClass {
+	if t == crypto.BlobData {
+		return classData
+	}
+	return classMeta
+}
+
+type pendingBlob struct {
+	t      crypto.BlobType
+	sealed []byte        // set once ready is closed; nil if sealing failed
+	ready  chan struct{} // closed when sealed is set
+}
+
+type finishedPack struct {
+	name    string
+	data    []byte
+	entries []pack.Entry
+}
+
+// Open returns a repository over cfg.
+func Open(cfg Config) (*Repo, error) {
+	if cfg.Keys == nil || cfg.Objects == nil || cfg.Index == nil {
+		return nil, errors.New("open repository: keys, object store and index are required")
+	}
+	codec, err := pack.NewCodec(crypto.NewBlobCipher(cfg.Keys.FileKey))
+	if err != nil {
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	params := chunker.DefaultParams()
+	if cfg.Chunker != nil {
+		params = *cfg.Chunker
+	}
+	if err := params.Validate(); err != nil {
+		return nil, fmt.Errorf("open repository: %w", err)
+	}
+	r := &Repo{
+		ids:         crypto.NewIDHasher(cfg.Keys.AuthKey),
+		gear:        crypto.GearTable(cfg.Keys.AuthKey),
+		params:      params,
+		codec:       codec,
+		objs:        cfg.Objects,
+		index:       cfg.Index,
+		cache:       cfg.Cache,
+		workers:     cfg.Workers,
+		packSize:    cfg.PackSize,
+		packers:     make(map[packClass]*pack.Writer),
+		pending:     make(map[crypto.ID]*pendingBlob),
+		uploadSlots: make(chan struct{}, maxInflightUploads),
+	}
+	if r.workers <= 0 {
+		r.workers = runtime.GOMAXPROCS(0)
+	}
+	if r.packSize <= 0 {
+		r.packSize = DefaultPackSize
+	}
+	maxChunk := params.Max
+	r.bufs.New = func() any { b := make([]byte, 0, maxChunk); return &b }
+	return r, nil
+}
+
+// ID returns the blob ID of plaintext data.
+func (r *Repo) ID(data []byte) crypto.ID { return r.ids.Sum(data) }
+
+// Has reports whether the blob is stored or on its way to storage.
+func (r *Repo) Has(id crypto.ID) (bool, error) {
+	r.mu.Lock()
+	_, ok := r.pending[id]
+	r.mu.Unlock()
+	if ok {
+		return true, nil
+	}
+	_, ok, err := r.index.Lookup(id)
+	return ok, err
+}
+
+// SaveBlob stores a blob unless it is already known, and returns its ID.
+func (r *Repo) SaveBlob(ctx context.Context, t crypto.BlobType, plain []byte) (crypto.ID, error) {
+	id := r.ids.Sum(plain)
+	return id, r.saveBlob(ctx, t, id, plain)
+}
+
+// saveBlob seals plain and adds it to the current pack of its class, unless
+// the index or the pending set already has it. A full pack is uploaded in
+// the background.
+func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, plain []byte) error {
+	if err := r.takeUploadErr(); err != nil {
+		return err
+	}
+	if _, ok, err := r.index.Lookup(id); err != nil {
+		return fmt.Errorf("look up blob %s: %w", id.Short(), err)
+	} else if ok {
+		return nil
+	}
+	r.mu.Lock()
+	if _, ok := r.pending[id]; ok {
+		r.mu.Unlock()
+		return nil
+	}
+	pb := &pendingBlob{t: t, ready: make(chan struct{})}
+	r.pending[id] = pb
+	r.mu.Unlock()
+
+	sealed, err := r.codec.Encode(nil, plain, id, t)
+	if err != nil {
+		r.mu.Lock()
+		delete(r.pending, id)
+		r.mu.Unlock()
+		close(pb.ready)
+		return fmt.Errorf("seal %s blob %s: %w", t, id.Short(), err)
+	}
+
+	r.mu.Lock()
+	pb.sealed = sealed
+	close(pb.ready)
+	w := r.packerLocked(classOf(t))
+	if err := w.AddSealed(t, id, sealed, len(plain)); err != nil {
+		delete(r.pending, id)
+		r.mu.Unlock()
+		return fmt.Errorf("add %s blob %s to pack: %w", t, id.Short(), err)
+	}
+	var full *finishedPack
+	if w.Full() {
+		full, err = finishLocked(w)
+	}
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if full != nil {
+		return r.startUpload(ctx, *full)
+	}
+	return nil
+}
+
+func (r *Repo) packerLocked(c packClass) *pack.Writer {
+	w := r.packers[c]
+	if w == nil {
+		w = pack.NewWriter(r.codec, r.packSize)
+		r.packers[c] = w
+	}
+	return w
+}
+
+func finishLocked(w *pack.Writer) (*finishedPack, error) {
+	name, data, entries, err := w.Finish()
+	if err != nil {
+		return nil, fmt.Errorf("finish pack: %w", err)
+	}
+	return &finishedPack{name: name, data: data, entries: entries}, nil
+}
+
+// startUpload uploads a finished pack in the background, waiting for a slot
+// so at most maxInflightUploads packs are held in memory.
+func (r *Repo) startUpload(ctx context.Context, p finishedPack) error {
+	select {
+	case r.uploadSlots <- struct{}{}:
+	case <-ctx.Done():
+		r.mu.Lock()
+		r.failed = append(r.failed, p)
+		r.mu.Unlock()
+		return ctx.Err()
+	}
+	r.uploads.Add(1)
+	go func() {
+		defer r.uploads.Done()
+		defer func() { <-r.uploadSlots }()
+		// The upload outlives the caller's request: it belongs to the
+		// repository, and Flush waits for it.
+		if err := r.upload(context.WithoutCancel(ctx), p); err != nil {
+			r.mu.Lock()
+			r.failed = append(r.failed, p)
+			if r.uploadErr == nil {
+				r.uploadErr = err
+			}
+			r.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// upload stores one pack, then records its blobs in the index. Order matters:
+// a blob is in the index only once its pack is stored.
+func (r *Repo) upload(ctx context.Context, p finishedPack) error {
+	if err := r.objs.Put(ctx, p.name, bytes.NewReader(p.data), int64(len(p.data))); err != nil {
+		return fmt.Errorf("upload pack %s: %w", p.name, err)
+	}
+	entries := make([]IndexEntry, len(p.entries))
+	for i, e := range p.entries {
+		entries[i] = IndexEntry{ID: e.ID, Location: Location{Pack: p.name, Offset: e.Offset, Length: e.Length}}
+	}
+	if err := r.index.Add(entries); err != nil {
+		return fmt.Errorf("index pack %s: %w", p.name, err)
+	}
+	r.mu.Lock()
+	for _, e := range p.entries {
+		delete(r.pending, e.ID)
+	}
+	r.newEntries = append(r.newEntries, entries...)
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Repo) takeUploadErr() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.uploadErr
+	r.uploadErr = nil
+	return err
+}
+
+// Flush finishes the open packs, uploads them and every pack whose upload
+// failed before, and waits until all are stored and indexed. After a nil
+// Flush, every blob saved so far is in the index.
+func (r *Repo) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	var todo []finishedPack
+	for _, c := range []packClass{classData, classMeta} {
+		w := r.packers[c]
+		if w == nil || w.Len() == 0 {
+			continue
+		}
+		p, err := finishLocked(w)
+		if err != nil {
+			r.mu.Unlock()
+			return err
+		}
+		todo = append(todo, *p)
+	}
+	r.mu.Unlock()
+
+	// Wait for background uploads first, so their failures join the retry list.
+	r.uploads.Wait()
+	r.mu.Lock()
+	todo = append(r.failed, todo...)
+	r.failed = nil
+	r.uploadErr = nil
+	r.mu.Unlock()
+
+	var firstErr error
+	for i, p := range todo {
+		if err := r.upload(ctx, p); err != nil {
+			r.mu.Lock()
+			r.failed = append(r.failed, todo[i:]...)
+			r.mu.Unlock()
+			firstErr = err
+			break
+		}
+	}
+	return firstErr
+}
+
+// TakeNewEntries returns the index entries of the packs uploaded since the
+// last call: what the next commit must carry to the server.
+func (r *Repo) TakeNewEntries() []IndexEntry {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := r.newEntries
+	r.newEntries = nil
+	return e
+}
+
+// PendingBlobs returns how many sealed blobs wait for upload.
+func (r *Repo) PendingBlobs() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.pending)
+}
+
+// LoadBlob returns the verified plaintext of a blob. The returned slice may
+// be shared with the cache: callers must not modify it.
+func (r *Repo) LoadBlob(ctx context.Context, t crypto.BlobType, id crypto.ID) ([]byte, error) {
+	maxLen := pack.MaxLen(t)
+	r.mu.Lock()
+	pb, ok := r.pending[id]
+	r.mu.Unlock()
+	if ok {
+		select {
+		case <-pb.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if pb.sealed != nil {
+			return r.open(pb.sealed, id, t, maxLen)
+		}
+	}
+	loc, ok, err := r.index.Lookup(id)
+	if err != nil {
+		return nil, fmt.Errorf("look up %s blob %s: %w", t, id.Short(), err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("load %s blob %s: %w", t, id.Short(), ErrBlobNotFound)
+	}
+	fetch := func(ctx context.Context) ([]byte, error) {
+		// The index does not carry plaintext lengths; bound by the type's cap.
+		return pack.ReadBlob(ctx, r.objs, loc.Pack, pack.Entry{Type: t, ID: id, Offset: loc.Offset, Length: loc.Length, RawLength: uint32(maxLen)})
+	}
+	open := func(sealed []byte) ([]byte, error) { return r.open(sealed, id, t, maxLen) }
+	if r.cache == nil {
+		sealed, err := fetch(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("load %s blob %s from pack %s: %w", t, id.Short(), loc.Pack, err)
+		}
+		return open(sealed)
+	}
+	plain, err := r.cache.Get(ctx, id, fetch, open)
+	if err != nil {
+		return nil, fmt.Errorf("load %s blob %s from pack %s: %w", t, id.Short(), loc.Pack, err)
+	}
+	return plain, nil
+}
+
+// open decrypts a sealed blob and checks that the plaintext hashes to its ID:
+// the AEAD proves who sealed it, the hash proves it is the blob asked for.
+func (r *Repo) open(sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) ([]byte, error) {
+	plain, err := r.codec.Decode(nil, sealed, id, t, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	if r.ids.Sum(plain) != id {
+		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// SaveTree stores a directory and returns its ID.
+func (r *Repo) SaveTree(ctx context.Context, t *tree.Tree) (crypto.ID, error) {
+	b, err := t.Encode()
+	if err != nil {
+		return crypto.ID{}, fmt.Errorf("encode tree: %w", err)
+	}
+	return r.SaveBlob(ctx, crypto.BlobTree, b)
+}
+
+// LoadTree reads and decodes a directory.
+func (r *Repo) LoadTree(ctx context.Context, id crypto.ID) (*tree.Tree, error) {
+	b, err := r.LoadBlob(ctx, crypto.BlobTree, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := tree.DecodeTree(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode tree %s: %w", id.Short(), err)
+	}
+	return t, nil
+}
+
+// SaveVersion stores a version blob and returns its ID.
+func (r *Repo) SaveVersion(ctx context.Context, v *tree.Version) (crypto.ID, error) {
+	b, err := v.Encode()
+	if err != nil {
+		return crypto.ID{}, fmt.Errorf("encode version: %w", err)
+	}
+	return r.SaveBlob(ctx, crypto.BlobVersion, b)
+}
+
+// LoadVersion reads and decodes a version blob.
+func (r *Repo) LoadVersion(ctx context.Context, id crypto.ID) (*tree.Version, error) {
+	b, err := r.LoadBlob(ctx, crypto.BlobVersion, id)
+	if err != nil {
+		return nil, err
+	}
+	v, err := tree.DecodeVersion(b)
+	if err != nil {
+		return nil, fmt.Errorf("decode version %s: %w", id.Short(), err)
+	}
+	return v, nil
+}
