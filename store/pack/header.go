@@ -105,7 +105,7 @@ func parseHeader(plain []byte, blobsLen int64) ([]Entry, error) {
 }
 
 // tailRead is how much of a pack's end ReadHeader fetches first; it holds
-// the whole header of a pack of up to ~90 blobs, so one request usually
+// the whole header of a pack of up to ~390 blobs, so one request usually
 // suffices.
 const tailRead = 4*headerPad + crypto.Overhead + TrailerSize
 

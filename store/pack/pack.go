@@ -192,16 +192,25 @@ func (w *Writer) Finish() (name string, data []byte, entries []Entry, err error)
 	if err != nil {
 		return "", nil, nil, fmt.Errorf("finish pack: %w", err)
 	}
+	data, entries, err = w.finish(name)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return name, data, entries, nil
+}
+
+// finish lays the pack out under a given name.
+func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
 	headerID, err := ParseName(name)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("finish pack: %w", err)
+		return nil, nil, fmt.Errorf("finish pack: %w", err)
 	}
 
 	// Random order hides which blobs were written together (the chunks of
 	// one file, in file order) from anyone who sees offsets in requests.
 	var seed [32]byte
 	if _, err := rand.Read(seed[:]); err != nil {
-		return "", nil, nil, fmt.Errorf("finish pack: seed shuffle: %w", err)
+		return nil, nil, fmt.Errorf("finish pack: seed shuffle: %w", err)
 	}
 	rng := mrand.New(mrand.NewChaCha8(seed))
 	order := rng.Perm(len(w.entries))
@@ -229,7 +238,7 @@ func (w *Writer) Finish() (name string, data []byte, entries []Entry, err error)
 	hdrStart := len(data)
 	data, err = w.codec.cipher.Seal(data, plain, headerID, crypto.BlobPackHeader)
 	if err != nil {
-		return "", nil, nil, fmt.Errorf("finish pack: seal header: %w", err)
+		return nil, nil, fmt.Errorf("finish pack: seal header: %w", err)
 	}
 	data = binary.LittleEndian.AppendUint32(data, uint32(len(data)-hdrStart))
 	data = append(data, trailerMagic[:]...)
@@ -237,5 +246,5 @@ func (w *Writer) Finish() (name string, data []byte, entries []Entry, err error)
 	w.buf = w.buf[:0]
 	w.entries = w.entries[:0]
 	clear(w.seen)
-	return name, data, entries, nil
+	return data, entries, nil
 }
