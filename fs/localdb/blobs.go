@@ -34,22 +34,63 @@ func (db *DB) LookupBlob(ctx context.Context, id crypto.ID) (BlobLocation, bool,
 	return loc, true, nil
 }
 
-// AddBlobs adds index entries; an ID already present keeps its first location.
-func (db *DB) AddBlobs(ctx context.Context, entries []BlobEntry) error {
+// AddBlobs adds index entries; an ID already present keeps its first
+// location. Entries of packs this device uploaded are added uncommitted:
+// they travel with the next commit, even after a crash.
+func (db *DB) AddBlobs(ctx context.Context, entries []BlobEntry, committed bool) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	return db.Update(ctx, func(tx *Tx) error {
-		stmt, err := tx.tx.PrepareContext(ctx, `INSERT OR IGNORE INTO blobs (id, pack, off, len) VALUES (?, ?, ?, ?)`)
+		stmt, err := tx.tx.PrepareContext(ctx, `INSERT OR IGNORE INTO blobs (id, pack, off, len, committed) VALUES (?, ?, ?, ?, ?)`)
 		if err != nil {
 			return fmt.Errorf("add blobs: %w", err)
 		}
 		defer stmt.Close()
 		for _, e := range entries {
-			if _, err := stmt.ExecContext(ctx, e.ID[:], e.Pack, e.Offset, e.Length); err != nil {
+			if _, err := stmt.ExecContext(ctx, e.ID[:], e.Pack, e.Offset, e.Length, committed); err != nil {
 				return fmt.Errorf("add blob %s: %w", e.ID.Short(), err)
 			}
 		}
 		return nil
 	})
+}
+
+// UncommittedBlobs returns up to limit index entries not yet sent with a
+// commit.
+func (db *DB) UncommittedBlobs(ctx context.Context, limit int) ([]BlobEntry, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT id, pack, off, len FROM blobs WHERE committed = 0 LIMIT ?`, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list uncommitted blobs: %w", err)
+	}
+	defer rows.Close()
+	var out []BlobEntry
+	for rows.Next() {
+		var e BlobEntry
+		var id []byte
+		if err := rows.Scan(&id, &e.Pack, &e.Offset, &e.Length); err != nil {
+			return nil, fmt.Errorf("list uncommitted blobs: %w", err)
+		}
+		copy(e.ID[:], id)
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list uncommitted blobs: %w", err)
+	}
+	return out, nil
+}
+
+// MarkBlobsCommitted records that entries reached the server.
+func (tx *Tx) MarkBlobsCommitted(entries []BlobEntry) error {
+	stmt, err := tx.tx.PrepareContext(tx.ctx, `UPDATE blobs SET committed = 1 WHERE id = ?`)
+	if err != nil {
+		return fmt.Errorf("mark blobs committed: %w", err)
+	}
+	defer stmt.Close()
+	for _, e := range entries {
+		if _, err := stmt.ExecContext(tx.ctx, e.ID[:]); err != nil {
+			return fmt.Errorf("mark blob %s committed: %w", e.ID.Short(), err)
+		}
+	}
+	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strings"
 
 	"github.com/anysync/anysync/crypto"
 
@@ -45,6 +46,10 @@ const (
 	FlagChanged Flags = 1
 	// FlagContent: the staging file holds content newer than Chunks.
 	FlagContent Flags = 2
+	// FlagSynced: Chunks holds content that is in a version (loaded from
+	// one, or uploaded for one). A pending file without it is new and
+	// stays out of versions until its content is uploaded.
+	FlagSynced Flags = 4
 )
 
 // RootIno is the root directory's inode number (FUSE_ROOT_ID).
@@ -95,8 +100,10 @@ CREATE TABLE IF NOT EXISTS blobs (
 	id     BLOB PRIMARY KEY,
 	pack   TEXT NOT NULL,
 	off    INTEGER NOT NULL,
-	len    INTEGER NOT NULL
+	len    INTEGER NOT NULL,
+	committed INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blobs_uncommitted ON blobs(committed) WHERE committed = 0;
 `
 
 // attrCols are the columns every read loads; fullCols add the large ones.
@@ -456,8 +463,10 @@ func (tx *Tx) Orphans() ([]Node, error) {
 }
 
 // Pending lists the files whose staging content is not yet committed.
-func (tx *Tx) Pending() ([]Node, error) {
-	rows, err := tx.tx.QueryContext(tx.ctx, `SELECT `+attrCols+` FROM nodes WHERE flags & ? != 0`, FlagContent)
+func (tx *Tx) Pending() ([]Node, error) { return pending(tx.ctx, tx.tx) }
+
+func pending(ctx context.Context, q querier) ([]Node, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+attrCols+` FROM nodes WHERE flags & ? != 0`, FlagContent)
 	if err != nil {
 		return nil, fmt.Errorf("list pending: %w", err)
 	}
@@ -496,3 +505,24 @@ func (tx *Tx) GetKV(key string) ([]byte, bool, error) {
 	}
 	return v, true, nil
 }
+
+// FullChildren lists whole children (with xattrs and chunks), as Children.
+func (db *DB) FullChildren(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
+	return children(ctx, db.r, parent, after, limit, true)
+}
+
+// Pending lists the files whose staging content is not yet committed.
+func (db *DB) Pending(ctx context.Context) ([]Node, error) {
+	return pending(ctx, db.r)
+}
+
+// SetTree sets a directory's base tree and flags.
+func (tx *Tx) SetTree(ino uint64, id crypto.ID, f Flags) error {
+	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET tree = ?, flags = ? WHERE ino = ?`, treeCol(id), f, ino); err != nil {
+		return fmt.Errorf("set tree of %d: %w", ino, err)
+	}
+	return nil
+}
+
+// Path returns the database file's path.
+func (db *DB) Path() string { return strings.TrimSuffix(db.wal, "-wal") }

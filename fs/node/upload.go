@@ -72,7 +72,7 @@ func (f *FS) Upload(ctx context.Context, ino uint64, store func(r io.Reader) (ch
 			return err
 		}
 		n.Chunks, n.Size = chunks, size
-		n.Flags &^= localdb.FlagContent
+		n.Flags = n.Flags&^localdb.FlagContent | localdb.FlagSynced
 		if of == nil {
 			drop, n.Staging = n.Staging, ""
 		}
@@ -92,3 +92,20 @@ func (f *FS) Locked(fn func() error) error {
 	defer f.mu.Unlock()
 	return fn()
 }
+
+// IsOpen reports whether a node has open handles.
+func (f *FS) IsOpen(ino uint64) bool {
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	return f.open[ino] != nil
+}
+
+// RemoveLocked drops a node from the tree inside tx, for the syncer (the FS
+// must be Locked): deleted, or kept as an orphan while open. It returns the
+// staging file to remove with RemoveStaging once tx commits.
+func (f *FS) RemoveLocked(tx *localdb.Tx, n *localdb.Node) (string, error) {
+	return f.removeNode(tx, n)
+}
+
+// RemoveStaging deletes a staging file of a node that is gone.
+func (f *FS) RemoveStaging(name string) { f.removeStaging(name) }

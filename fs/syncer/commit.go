@@ -1,0 +1,256 @@
+package syncer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/anysync/anysync/crypto"
+	"github.com/anysync/anysync/fs/localdb"
+	"github.com/anysync/anysync/fs/node"
+	"github.com/anysync/anysync/store/tree"
+)
+
+// maxCommitEntries is the most index entries one commit may carry.
+const maxCommitEntries = 100000
+
+// maxMergeRetries bounds commit attempts when other devices keep moving
+// the head.
+const maxMergeRetries = 5
+
+// listBatch is how many children a tree build reads at a time.
+const listBatch = 1000
+
+// SyncOnce uploads pending files and commits one version if anything
+// changed; it reports whether it committed. On a stale head it applies the
+// new head (merging) and tries again.
+func (s *Syncer) SyncOnce(ctx context.Context) (bool, error) {
+	s.round.Lock()
+	defer s.round.Unlock()
+	committed, err := s.syncOnce(ctx)
+	s.record(err, committed)
+	return committed, err
+}
+
+func (s *Syncer) syncOnce(ctx context.Context) (bool, error) {
+	pending, err := s.cfg.DB.Pending(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, n := range pending {
+		err := s.cfg.FS.Upload(ctx, n.Ino, func(r io.Reader) ([]byte, int64, error) {
+			chunks, size, err := s.cfg.Repo.WriteFile(ctx, r)
+			if err != nil {
+				return nil, 0, err
+			}
+			return localdb.EncodeChunks(fromTreeChunks(chunks)), size, nil
+		})
+		if err != nil && !errors.Is(err, node.ErrBusy) {
+			return false, err
+		}
+	}
+	// Data packs first: the trees below refer to them.
+	if err := s.cfg.Repo.Flush(ctx); err != nil {
+		return false, fmt.Errorf("upload packs: %w", err)
+	}
+	var committed bool
+	var invs []invalidation
+	err = s.cfg.FS.Locked(func() error {
+		for attempt := 0; ; attempt++ {
+			ok, err := s.commitLocked(ctx)
+			if err == nil {
+				committed = ok
+				return nil
+			}
+			if !errors.Is(err, ErrHeadMoved) || attempt >= maxMergeRetries {
+				return err
+			}
+			head, err := s.cfg.Remote.Head(ctx)
+			if err != nil {
+				return fmt.Errorf("read head to merge: %w", err)
+			}
+			inv, err := s.applyLocked(ctx, head)
+			invs = append(invs, inv...)
+			if err != nil {
+				return fmt.Errorf("merge head %d: %w", head.Seq, err)
+			}
+		}
+	})
+	s.invalidate(invs)
+	return committed, err
+}
+
+type dirUpdate struct {
+	ino   uint64
+	tree  crypto.ID
+	flags localdb.Flags
+}
+
+// builder writes the trees of changed directories, bottom-up, recording
+// the node updates to make once the commit succeeds.
+type builder struct {
+	s     *Syncer
+	ctx   context.Context
+	dirs  []dirUpdate
+	clean []localdb.Node // entries whose change is committed
+}
+
+// commitLocked builds and commits a version of the node table. Called with
+// the FS locked, so the table cannot change underneath.
+func (s *Syncer) commitLocked(ctx context.Context) (bool, error) {
+	root, err := s.cfg.DB.Attr(ctx, localdb.RootIno)
+	if err != nil {
+		return false, err
+	}
+	if root.Flags&localdb.FlagChanged == 0 {
+		return false, nil
+	}
+	lh, err := s.localHead(ctx)
+	if err != nil {
+		return false, err
+	}
+	b := &builder{s: s, ctx: ctx}
+	rootID, _, err := b.build(root)
+	if err != nil {
+		return false, err
+	}
+	if rootID == lh.Root && !lh.Version.IsZero() {
+		// Changes that cancel out: nothing to commit, but the flags go.
+		return false, s.cfg.DB.Update(ctx, func(tx *localdb.Tx) error { return b.apply(tx) })
+	}
+	v := &tree.Version{Root: rootID, Parent: lh.Version, Time: time.Now().UnixNano(), Device: s.cfg.Device}
+	vid, err := s.cfg.Repo.SaveVersion(ctx, v)
+	if err != nil {
+		return false, err
+	}
+	if err := s.cfg.Repo.Flush(ctx); err != nil {
+		return false, fmt.Errorf("upload packs: %w", err)
+	}
+	s.cfg.Repo.TakeNewEntries() // the database keeps them, crash-safe
+	entries, err := s.cfg.DB.UncommittedBlobs(ctx, maxCommitEntries)
+	if err != nil {
+		return false, err
+	}
+	head, err := s.cfg.Remote.Commit(ctx, lh.Seq, vid, lh.Version, fromBlobEntries(entries))
+	if err != nil {
+		return false, fmt.Errorf("commit version %s on %d: %w", vid.Short(), lh.Seq, err)
+	}
+	err = s.cfg.DB.Update(ctx, func(tx *localdb.Tx) error {
+		if err := b.apply(tx); err != nil {
+			return err
+		}
+		if err := tx.MarkBlobsCommitted(entries); err != nil {
+			return err
+		}
+		return setLocalHead(tx, localHead{Head: head, Root: rootID})
+	})
+	if err != nil {
+		return false, fmt.Errorf("record commit %d: %w", head.Seq, err)
+	}
+	return true, nil
+}
+
+func (b *builder) apply(tx *localdb.Tx) error {
+	for _, d := range b.dirs {
+		if err := tx.SetTree(d.ino, d.tree, d.flags); err != nil {
+			return err
+		}
+	}
+	for _, n := range b.clean {
+		if err := tx.SetFlags(n.Ino, n.Flags&^localdb.FlagChanged); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// build writes the tree of a changed directory. complete is false when a
+// file below it could not be committed yet (open for writing), so the
+// directory stays changed.
+func (b *builder) build(dir localdb.Node) (id crypto.ID, complete bool, err error) {
+	var entries []tree.Entry
+	complete = true
+	after := ""
+	for {
+		kids, err := b.s.cfg.DB.FullChildren(b.ctx, dir.Ino, after, listBatch)
+		if err != nil {
+			return id, false, err
+		}
+		for _, c := range kids {
+			e, ok, kidComplete, err := b.entry(c)
+			if err != nil {
+				return id, false, err
+			}
+			complete = complete && kidComplete
+			if ok {
+				entries = append(entries, e)
+			}
+		}
+		if len(kids) < listBatch {
+			break
+		}
+		after = kids[len(kids)-1].Name
+	}
+	id, err = b.s.cfg.Repo.SaveTree(b.ctx, &tree.Tree{Entries: entries})
+	if err != nil {
+		return id, false, fmt.Errorf("save tree of %q: %w", dir.Name, err)
+	}
+	flags := dir.Flags
+	if complete {
+		flags &^= localdb.FlagChanged
+	}
+	b.dirs = append(b.dirs, dirUpdate{ino: dir.Ino, tree: id, flags: flags})
+	return id, complete, nil
+}
+
+// entry returns the tree entry of a node; ok is false for a new file whose
+// content is not uploaded yet.
+func (b *builder) entry(c localdb.Node) (e tree.Entry, ok, complete bool, err error) {
+	e = tree.Entry{Name: c.Name, Kind: tree.Kind(c.Kind), Mode: c.Mode & tree.ModeMask, ModTime: c.Mtime, ChangeTime: c.Ctime}
+	xs, err := localdb.DecodeXattrs(c.Xattrs)
+	if err != nil {
+		return e, false, false, fmt.Errorf("xattrs of %q: %w", c.Name, err)
+	}
+	for _, x := range xs {
+		e.Xattrs = append(e.Xattrs, tree.Xattr{Name: x.Name, Value: x.Value})
+	}
+	complete = true
+	switch c.Kind {
+	case localdb.KindFile:
+		if c.Flags&localdb.FlagContent != 0 {
+			complete = false
+			if c.Flags&localdb.FlagSynced == 0 {
+				return e, false, false, nil
+			}
+		} else if c.Flags&localdb.FlagChanged != 0 {
+			b.clean = append(b.clean, c)
+		}
+		cs, err := localdb.DecodeChunks(c.Chunks)
+		if err != nil {
+			return e, false, false, fmt.Errorf("chunks of %q: %w", c.Name, err)
+		}
+		e.Chunks = toTreeChunks(cs)
+		for _, ch := range cs {
+			e.Size += uint64(ch.Length)
+		}
+	case localdb.KindDir:
+		if c.Flags&localdb.FlagChanged != 0 || c.Tree.IsZero() {
+			e.Subtree, complete, err = b.build(c)
+			if err != nil {
+				return e, false, false, err
+			}
+		} else {
+			e.Subtree = c.Tree
+		}
+	case localdb.KindSymlink:
+		e.Target = c.Target
+		if c.Flags&localdb.FlagChanged != 0 {
+			b.clean = append(b.clean, c)
+		}
+	default:
+		return e, false, false, fmt.Errorf("node %d of kind %d: %w", c.Ino, c.Kind, localdb.ErrCorrupt)
+	}
+	return e, true, complete, nil
+}

@@ -1,0 +1,376 @@
+package syncer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/anysync/anysync/crypto"
+	"github.com/anysync/anysync/fs/localdb"
+	"github.com/anysync/anysync/fs/node"
+	"github.com/anysync/anysync/store/chunker"
+	"github.com/anysync/anysync/store/objstore"
+	"github.com/anysync/anysync/store/repo"
+)
+
+// fakeRemote is the server's head and index, in memory.
+type fakeRemote struct {
+	mu    sync.Mutex
+	seq   uint64
+	head  crypto.ID
+	index []repo.IndexEntry
+}
+
+func (r *fakeRemote) Head(context.Context) (Head, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Head{Seq: r.seq, Version: r.head}, nil
+}
+
+func (r *fakeRemote) Commit(_ context.Context, expected uint64, v, parent crypto.ID, entries []repo.IndexEntry) (Head, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if expected != r.seq || parent != r.head {
+		return Head{}, ErrHeadMoved
+	}
+	r.index = append(r.index, entries...)
+	r.seq++
+	r.head = v
+	return Head{Seq: r.seq, Version: v}, nil
+}
+
+func (r *fakeRemote) IndexSince(_ context.Context, cursor uint64) ([]repo.IndexEntry, uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	end := min(int(cursor)+100, len(r.index))
+	if int(cursor) >= end {
+		return nil, cursor, nil
+	}
+	return append([]repo.IndexEntry(nil), r.index[cursor:end]...), uint64(end), nil
+}
+
+type cloud struct {
+	keys   *crypto.AccountKeys
+	objs   objstore.ObjectStore
+	remote *fakeRemote
+}
+
+func newCloud(t *testing.T) *cloud {
+	keys, err := crypto.NewAccountKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &cloud{keys: keys, objs: objstore.NewMem(), remote: &fakeRemote{}}
+}
+
+type device struct {
+	t    *testing.T
+	db   *localdb.DB
+	fs   *node.FS
+	sync *Syncer
+	ctx  context.Context
+}
+
+func (c *cloud) device(t *testing.T, name string) *device {
+	t.Helper()
+	ctx := context.Background()
+	home := t.TempDir()
+	db, err := localdb.Open(filepath.Join(home, "node.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	params := chunker.Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
+	rp, err := repo.Open(repo.Config{Keys: c.keys, Objects: c.objs, Index: Index{DB: db}, PackSize: 64 << 10, Chunker: &params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := node.New(ctx, node.Config{DB: db, StagingDir: filepath.Join(home, "staging"), Content: ContentSource{Ctx: ctx, Repo: rp}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{FS: fsys, DB: db, Repo: rp, Remote: c.remote, Device: name})
+	return &device{t: t, db: db, fs: fsys, sync: s, ctx: ctx}
+}
+
+// resolve walks a slash path to a node.
+func (d *device) resolve(p string) node.Attr {
+	d.t.Helper()
+	a, err := d.fs.GetAttr(d.ctx, localdb.RootIno)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	for _, part := range strings.Split(strings.Trim(p, "/"), "/") {
+		if part == "" {
+			continue
+		}
+		if a, err = d.fs.Lookup(d.ctx, a.Ino, part); err != nil {
+			d.t.Fatalf("lookup %s: %v", p, err)
+		}
+	}
+	return a
+}
+
+func (d *device) dirOf(p string) (uint64, string) {
+	dir, name := filepath.Split(p)
+	return d.resolve(dir).Ino, name
+}
+
+func (d *device) write(p, content string) {
+	d.t.Helper()
+	parent, name := d.dirOf(p)
+	var h *node.Handle
+	if a, err := d.fs.Lookup(d.ctx, parent, name); err == nil {
+		h, err = d.fs.Open(d.ctx, a.Ino, syscall.O_WRONLY|syscall.O_TRUNC)
+		if err != nil {
+			d.t.Fatal(err)
+		}
+	} else {
+		if _, h, err = d.fs.Create(d.ctx, parent, name, syscall.O_WRONLY, 0o644); err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	if _, err := h.WriteAt(d.ctx, []byte(content), 0); err != nil {
+		d.t.Fatal(err)
+	}
+	if err := h.Release(d.ctx); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *device) read(p string) string {
+	d.t.Helper()
+	a := d.resolve(p)
+	h, err := d.fs.Open(d.ctx, a.Ino, syscall.O_RDONLY)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer func() { _ = h.Release(d.ctx) }()
+	buf := make([]byte, a.Size+1)
+	n, err := h.ReadAt(d.ctx, buf, 0)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return string(buf[:n])
+}
+
+func (d *device) mkdir(p string) {
+	d.t.Helper()
+	parent, name := d.dirOf(p)
+	if _, err := d.fs.Mkdir(d.ctx, parent, name, 0o755); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *device) commit() {
+	d.t.Helper()
+	if _, err := d.sync.SyncOnce(d.ctx); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+func (d *device) pull() {
+	d.t.Helper()
+	if err := d.sync.Pull(d.ctx); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// listing renders the whole tree: path, kind, mode, content or target.
+func (d *device) listing() string {
+	d.t.Helper()
+	var lines []string
+	var walk func(ino uint64, prefix string)
+	walk = func(ino uint64, prefix string) {
+		ents, err := d.fs.ReadDir(d.ctx, ino, "", 1<<20)
+		if err != nil {
+			d.t.Fatal(err)
+		}
+		for _, e := range ents {
+			p := prefix + "/" + e.Name
+			switch e.Attr.Kind {
+			case localdb.KindDir:
+				lines = append(lines, fmt.Sprintf("%s/ %o", p, e.Attr.Mode))
+				walk(e.Attr.Ino, p)
+			case localdb.KindSymlink:
+				t, err := d.fs.Readlink(d.ctx, e.Attr.Ino)
+				if err != nil {
+					d.t.Fatal(err)
+				}
+				lines = append(lines, fmt.Sprintf("%s -> %s", p, t))
+			default:
+				lines = append(lines, fmt.Sprintf("%s %o %d %q", p, e.Attr.Mode, e.Attr.Mtime, d.read(p)))
+			}
+		}
+	}
+	walk(localdb.RootIno, "")
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func TestCommitAndPull(t *testing.T) {
+	c := newCloud(t)
+	a, b := c.device(t, "A"), c.device(t, "B")
+	a.mkdir("/docs")
+	a.mkdir("/docs/deep")
+	a.write("/docs/deep/x.txt", "x content")
+	big := strings.Repeat("0123456789abcdef", 20000)
+	a.write("/big.bin", big)
+	if _, err := a.fs.Symlink(a.ctx, localdb.RootIno, "link", "docs/deep/x.txt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.fs.SetXattr(a.ctx, a.resolve("/docs").Ino, "user.tag", []byte("v"), 0); err != nil {
+		t.Fatal(err)
+	}
+	a.commit()
+	if c.remote.seq != 1 {
+		t.Fatalf("seq %d after one commit", c.remote.seq)
+	}
+	b.pull()
+	if got, want := b.listing(), a.listing(); got != want {
+		t.Fatalf("B differs from A:\n%s\n--- want\n%s", got, want)
+	}
+	if v, err := b.fs.GetXattr(b.ctx, b.resolve("/docs").Ino, "user.tag"); err != nil || string(v) != "v" {
+		t.Fatalf("xattr on B: %q %v", v, err)
+	}
+
+	// Renames, deletes and edits travel too.
+	if err := a.fs.Rename(a.ctx, a.resolve("/docs").Ino, "deep", localdb.RootIno, "moved", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.fs.Unlink(a.ctx, localdb.RootIno, "big.bin"); err != nil {
+		t.Fatal(err)
+	}
+	a.write("/moved/x.txt", "edited")
+	a.commit()
+	b.pull()
+	if got, want := b.listing(), a.listing(); got != want {
+		t.Fatalf("B differs from A after changes:\n%s\n--- want\n%s", got, want)
+	}
+	// Nothing changed: no new version.
+	a.commit()
+	if c.remote.seq != 2 {
+		t.Fatalf("seq %d, want 2", c.remote.seq)
+	}
+}
+
+func TestMergeAndConflict(t *testing.T) {
+	c := newCloud(t)
+	a, b := c.device(t, "A"), c.device(t, "B")
+	a.write("/shared.txt", "base")
+	a.write("/a-only.txt", "a")
+	a.commit()
+	b.pull()
+
+	a.write("/shared.txt", "from A")
+	a.write("/new-a.txt", "new a")
+	b.write("/shared.txt", "from B")
+	b.write("/new-b.txt", "new b")
+	if err := b.fs.Unlink(b.ctx, localdb.RootIno, "a-only.txt"); err != nil {
+		t.Fatal(err)
+	}
+	a.commit()
+	b.commit() // head moved: merge, conflict copy, commit
+	a.pull()
+	if got, want := a.listing(), b.listing(); got != want {
+		t.Fatalf("devices differ:\n%s\n--- B\n%s", got, want)
+	}
+	if got := a.read("/shared.txt"); got != "from A" {
+		t.Fatalf("shared.txt = %q, want the first committer's", got)
+	}
+	ents, err := a.fs.ReadDir(a.ctx, localdb.RootIno, "", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conflict string
+	var names []string
+	for _, e := range ents {
+		names = append(names, e.Name)
+		if strings.HasPrefix(e.Name, "shared (conflict B ") && strings.HasSuffix(e.Name, ").txt") {
+			conflict = e.Name
+		}
+	}
+	if conflict == "" || a.read("/"+conflict) != "from B" {
+		t.Fatalf("no conflict copy with B's content in %v", names)
+	}
+	if _, err := a.fs.Lookup(a.ctx, localdb.RootIno, "a-only.txt"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("a-only.txt deleted on B is still on A: %v", err)
+	}
+	if a.read("/new-b.txt") != "new b" || b.read("/new-a.txt") != "new a" {
+		t.Fatal("independent additions were not merged")
+	}
+}
+
+func TestOpenFileWaitsForClose(t *testing.T) {
+	c := newCloud(t)
+	a, b := c.device(t, "A"), c.device(t, "B")
+	_, h, err := a.fs.Create(a.ctx, localdb.RootIno, "open.txt", syscall.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(a.ctx, []byte("partial"), 0); err != nil {
+		t.Fatal(err)
+	}
+	a.write("/closed.txt", "done")
+	a.commit()
+	b.pull()
+	if _, err := b.fs.Lookup(b.ctx, localdb.RootIno, "open.txt"); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("a file still open for writing was committed: %v", err)
+	}
+	if b.read("/closed.txt") != "done" {
+		t.Fatal("closed file missing")
+	}
+	if err := h.Release(a.ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.commit()
+	b.pull()
+	if b.read("/open.txt") != "partial" {
+		t.Fatal("file not committed after close")
+	}
+}
+
+func TestRollbackRefused(t *testing.T) {
+	c := newCloud(t)
+	a := c.device(t, "A")
+	a.write("/f", "1")
+	a.commit()
+	a.write("/f", "2")
+	a.commit()
+	c.remote.mu.Lock()
+	c.remote.seq = 1
+	c.remote.mu.Unlock()
+	if err := a.sync.Pull(a.ctx); !errors.Is(err, ErrRollback) {
+		t.Fatalf("pull of an older head: %v, want ErrRollback", err)
+	}
+}
+
+func TestPendingSurvivesRestart(t *testing.T) {
+	c := newCloud(t)
+	a := c.device(t, "A")
+	a.write("/f", "content")
+	// A new node layer on the same database (a restart) still has it
+	// pending, and commits it.
+	fs2, err := node.New(a.ctx, node.Config{DB: a.db, StagingDir: filepath.Join(filepath.Dir(a.db.Path()), "staging")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = fs2
+	pending, err := a.db.Pending(a.ctx)
+	if err != nil || len(pending) != 1 {
+		t.Fatalf("pending %v %v", pending, err)
+	}
+	a.commit()
+	b := c.device(t, "B")
+	b.pull()
+	if got := b.read("/f"); !bytes.Equal([]byte(got), []byte("content")) {
+		t.Fatalf("got %q", got)
+	}
+}
