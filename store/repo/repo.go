@@ -70,8 +70,8 @@ type Repo struct {
 	workers  int
 	packSize int
 
-	// bufs recycles chunk-sized buffers of the write pipeline.
-	bufs sync.Pool
+	// bufs and sealBufs recycle chunk-sized buffers of the write pipeline.
+	bufs, sealBufs sync.Pool
 
 	mu      sync.Mutex
 	packers map[packClass]*pack.Writer
@@ -105,7 +105,7 @@ func classOf(t crypto.BlobType) packClass {
 
 type pendingBlob struct {
 	t      crypto.BlobType
-	sealed []byte        // set once ready is closed; nil if sealing failed
+	sealed []byte        // metadata blobs only; set before ready is closed
 	ready  chan struct{} // closed when sealed is set
 }
 
@@ -153,6 +153,7 @@ func Open(cfg Config) (*Repo, error) {
 	}
 	maxChunk := params.Max
 	r.bufs.New = func() any { b := make([]byte, 0, maxChunk); return &b }
+	r.sealBufs.New = func() any { b := make([]byte, 0, maxChunk+64); return &b }
 	return r, nil
 }
 
@@ -198,7 +199,12 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 	r.pending[id] = pb
 	r.mu.Unlock()
 
-	sealed, err := r.codec.Encode(nil, plain, id, t)
+	// Seal into a pooled buffer: the pack writer copies it, so only
+	// metadata blobs (small, and read back before a flush by the committer)
+	// keep their own copy for LoadBlob.
+	buf := r.sealBufs.Get().(*[]byte)
+	defer r.sealBufs.Put(buf)
+	sealed, err := r.codec.Encode((*buf)[:0], plain, id, t)
 	if err != nil {
 		r.mu.Lock()
 		delete(r.pending, id)
@@ -206,9 +212,12 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 		close(pb.ready)
 		return fmt.Errorf("seal %s blob %s: %w", t, id.Short(), err)
 	}
+	*buf = sealed
 
 	r.mu.Lock()
-	pb.sealed = sealed
+	if t != crypto.BlobData {
+		pb.sealed = append([]byte(nil), sealed...)
+	}
 	close(pb.ready)
 	w := r.packerLocked(classOf(t))
 	if err := w.AddSealed(t, id, sealed, len(plain)); err != nil {
@@ -379,6 +388,11 @@ func (r *Repo) LoadBlob(ctx context.Context, t crypto.BlobType, id crypto.ID) ([
 		}
 		if pb.sealed != nil {
 			return r.open(pb.sealed, id, t, maxLen)
+		}
+		// A data chunk still in an open pack: store it, then read it
+		// like any other.
+		if err := r.Flush(ctx); err != nil {
+			return nil, fmt.Errorf("load %s blob %s: flush pending pack: %w", t, id.Short(), err)
 		}
 	}
 	loc, ok, err := r.index.Lookup(id)

@@ -358,3 +358,16 @@ func ExampleRepo_WriteFile() {
 	fmt.Println(len(refs), size)
 	// Output: 1 12
 }
+
+func TestReadBeforeFlush(t *testing.T) {
+	fx := newFixture()
+	r := fx.open(t, &smallChunks)
+	data := randomData(200<<10, 8)
+	refs := writeFile(t, r, data)
+	if got := readAll(t, r, refs); !bytes.Equal(got, data) {
+		t.Fatal("a file read back before Flush differs")
+	}
+	if r.PendingBlobs() != 0 {
+		t.Fatal("reading a pending chunk did not store it")
+	}
+}
