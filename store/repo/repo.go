@@ -73,6 +73,7 @@ type Repo struct {
 	// bufs and sealBufs recycle chunk-sized buffers of the write pipeline.
 	bufs, sealBufs sync.Pool
 
+	flushMu sync.Mutex
 	mu      sync.Mutex
 	packers map[packClass]*pack.Writer
 	// pending holds blobs that are sealed but not yet in the index: in an
@@ -319,6 +320,10 @@ func (r *Repo) takeUploadErr() error {
 // failed before, and waits until all are stored and indexed. After a nil
 // Flush, every blob saved so far is in the index.
 func (r *Repo) Flush(ctx context.Context) error {
+	// One flush at a time: a second caller must not return before the
+	// first one's uploads are indexed.
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	r.mu.Lock()
 	var todo []finishedPack
 	for _, c := range []packClass{classData, classMeta} {
