@@ -29,8 +29,9 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./crypto/... ./store/...
 
+# protoc-gen-go and protoc-gen-go-grpc live in GOPATH/bin.
 proto:
-	protoc --proto_path=proto --go_out=proto --go_opt=paths=source_relative \
+	PATH="$$($(GO) env GOPATH)/bin:$$PATH" protoc --proto_path=proto --go_out=proto --go_opt=paths=source_relative \
 	  --go-grpc_out=proto --go-grpc_opt=paths=source_relative proto/anysyncpb/anysync.proto
 
 clean:
