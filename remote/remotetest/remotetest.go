@@ -39,6 +39,7 @@ type Server struct {
 type Config struct {
 	Options server.Options
 	Objects objstore.ObjectStore // default: objstore.NewMem()
+	Addr    string               // default: a free loopback port
 }
 
 // Start runs a server until the test ends.
@@ -75,7 +76,10 @@ func Start(t testing.TB, configure ...func(*Config)) *Server {
 		t.Fatal(err)
 	}
 	s := &Server{Fingerprint: fp, CertPEM: certPEM, Service: svc, Meta: m, Objects: cfg.Objects, opts: cfg.Options, tls: tlsCfg}
-	if err := s.serve("127.0.0.1:0"); err != nil {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:0"
+	}
+	if err := s.serve(cfg.Addr); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
