@@ -1,0 +1,314 @@
+// Package daemon runs a mounted drive: it opens the account's home folder,
+// connects to the server, mounts the node layer through FUSE, runs the
+// committer and the server's push stream, and serves the control socket
+// that `anysync status`, `sync` and `unmount` talk to.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/anysync/anysync/crypto"
+	"github.com/anysync/anysync/fs/fusefs"
+	"github.com/anysync/anysync/fs/localdb"
+	"github.com/anysync/anysync/fs/node"
+	"github.com/anysync/anysync/fs/syncer"
+	"github.com/anysync/anysync/remote"
+	"github.com/anysync/anysync/store/repo"
+)
+
+// Errors callers can test with errors.Is.
+var (
+	// ErrLocked means another daemon runs on this home folder.
+	ErrLocked = errors.New("another anysync daemon is using this home folder")
+	// ErrNotSignedIn means the home folder has no access.keys.
+	ErrNotSignedIn = errors.New("not signed in: run `anysync signup` or `anysync login` first")
+)
+
+// Files of a home folder.
+const (
+	AccessKeysFile = "access.keys"
+	DBFile         = "node.db"
+	StagingDir     = "staging"
+	SocketFile     = "control.sock"
+	LockFile       = "lock"
+	LogFile        = "daemon.log"
+)
+
+// DefaultCacheBytes is the default memory chunk cache size.
+const DefaultCacheBytes = 256 << 20
+
+// Options configure a daemon.
+type Options struct {
+	Home       string
+	Mountpoint string
+	// CacheBytes bounds the memory chunk cache (default DefaultCacheBytes).
+	CacheBytes int64
+	// Quiet is the committer's debounce (default 1s).
+	Quiet  time.Duration
+	Logger *log.Logger
+	// Ready, if set, is called once the drive is mounted and the control
+	// socket answers.
+	Ready func()
+}
+
+// daemon is one running mount.
+type daemon struct {
+	opts   Options
+	keys   *crypto.AccessKeys
+	client *remote.Client
+	db     *localdb.DB
+	fs     *node.FS
+	sync   *syncer.Syncer
+	mount  *fusefs.Mount
+	log    *log.Logger
+
+	stopOnce sync.Once
+	stop     chan struct{} // closed to unmount and exit
+}
+
+// Run mounts the drive and serves it until it is unmounted (by
+// `anysync unmount`, a signal handled by the caller cancelling ctx, or
+// umount(8)).
+func Run(ctx context.Context, o Options) (err error) {
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.Logger == nil {
+		o.Logger = log.New(os.Stderr, "anysync: ", log.LstdFlags)
+	}
+	lock, err := lockHome(o.Home)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	keys, err := crypto.ReadAccessKeys(filepath.Join(o.Home, AccessKeysFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return ErrNotSignedIn
+	} else if err != nil {
+		return fmt.Errorf("read access keys: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	client, err := remote.Dial(ctx, keys.Server, keys.Fingerprint)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", keys.Server, err)
+	}
+	defer client.Close()
+	client = client.WithToken(keys.Token)
+
+	db, err := localdb.Open(filepath.Join(o.Home, DBFile))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: remote.NewPackStore(client), Index: syncer.Index{DB: db}, Cache: newMemCache(o.CacheBytes)})
+	if err != nil {
+		return err
+	}
+	d := &daemon{opts: o, keys: keys, client: client, db: db, log: o.Logger, stop: make(chan struct{})}
+	d.fs, err = node.New(ctx, node.Config{
+		DB:         db,
+		StagingDir: filepath.Join(o.Home, StagingDir),
+		Content:    syncer.ContentSource{Ctx: ctx, Repo: rp},
+		Changed:    func() { d.sync.Kick() },
+		Quota: func(ctx context.Context) (int64, int64, error) {
+			used, quota, err := client.Usage(ctx)
+			return quota, used, err
+		},
+	})
+	if err != nil {
+		return err
+	}
+	device, _ := os.Hostname()
+	if device == "" {
+		device = keys.DeviceID
+	}
+	d.sync = syncer.New(syncer.Config{FS: d.fs, DB: db, Repo: rp, Remote: remoteAdapter{client}, Device: device, Quiet: o.Quiet,
+		Logf: o.Logger.Printf})
+
+	// The server's head first, so the mount shows the cloud tree. Offline,
+	// the mount serves the local state and catches up later.
+	if err := d.sync.Pull(ctx); err != nil {
+		if errors.Is(err, syncer.ErrRollback) || errors.Is(err, remote.ErrUnauthenticated) {
+			return err
+		}
+		d.log.Printf("could not fetch the server's head, starting from local state: %v", err)
+	}
+
+	if err := prepareMountpoint(o.Mountpoint); err != nil {
+		return err
+	}
+	fopts := fusefs.DefaultOptions()
+	fopts.Logger = o.Logger
+	d.mount, err = fusefs.New(o.Mountpoint, d.fs, fopts)
+	if err != nil {
+		return fmt.Errorf("mount %s: %w", o.Mountpoint, err)
+	}
+	d.sync.SetInvalidator(d.mount)
+	unmounted := make(chan struct{})
+	go func() {
+		d.mount.Wait()
+		close(unmounted)
+	}()
+
+	ln, err := listenControl(filepath.Join(o.Home, SocketFile))
+	if err != nil {
+		_ = d.mount.Unmount()
+		return err
+	}
+	defer ln.Close()
+	go d.serveControl(ctx, ln)
+	go d.sync.Run(ctx)
+	go d.watch(ctx)
+	d.sync.Kick() // uploads left over from a previous run resume
+	if o.Ready != nil {
+		o.Ready()
+	}
+	d.log.Printf("mounted %s at %s", keys.Email, o.Mountpoint)
+
+	select {
+	case <-unmounted:
+		d.log.Printf("unmounted by someone else")
+	case <-ctx.Done():
+		d.unmount()
+	case <-d.stop:
+		d.unmount()
+	}
+	<-unmounted
+	// Commit what is left (a crash here is harmless: the journal keeps it).
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), time.Minute)
+	defer cancelFlush()
+	if _, err := d.sync.SyncOnce(flushCtx); err != nil {
+		d.log.Printf("final sync: %v (changes stay queued for the next mount)", err)
+	}
+	return nil
+}
+
+// unmount commits pending changes, then unmounts, retrying while the
+// mount is busy.
+func (d *daemon) unmount() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := d.sync.SyncOnce(ctx); err != nil {
+		d.log.Printf("sync before unmount: %v", err)
+	}
+	for i := 0; ; i++ {
+		err := d.mount.Unmount()
+		if err == nil {
+			return
+		}
+		if i == 20 {
+			d.log.Printf("unmount: %v; detaching", err)
+			_ = syscall.Unmount(d.opts.Mountpoint, syscall.MNT_DETACH)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// watch applies heads the server announces.
+func (d *daemon) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		ch, err := d.client.Watch(ctx)
+		if err != nil {
+			d.log.Printf("watch: %v", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(5 * time.Second):
+			}
+			continue
+		}
+		for h := range ch {
+			st, err := d.sync.Status(ctx)
+			if err != nil || h.Seq <= st.HeadSeq {
+				continue
+			}
+			if err := d.sync.PullHead(ctx, syncer.Head{Seq: h.Seq, Version: h.Version}); err != nil {
+				d.log.Printf("apply head %d: %v", h.Seq, err)
+			}
+		}
+	}
+}
+
+// lockHome takes the home folder's lock, so two daemons never share one
+// node table.
+func lockHome(home string) (*os.File, error) {
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, fmt.Errorf("create home %s: %w", home, err)
+	}
+	f, err := os.OpenFile(filepath.Join(home, LockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, ErrLocked
+		}
+		return nil, fmt.Errorf("lock home: %w", err)
+	}
+	return f, nil
+}
+
+// prepareMountpoint creates the mountpoint, and detaches the dead mount a
+// killed daemon left there ("transport endpoint is not connected").
+func prepareMountpoint(dir string) error {
+	_, err := os.Stat(dir)
+	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			return fmt.Errorf("clear stale mount at %s: %w", dir, err)
+		}
+		_, err = os.Stat(dir)
+	}
+	if errors.Is(err, os.ErrNotExist) {
+		return os.MkdirAll(dir, 0o755)
+	}
+	if err != nil {
+		return fmt.Errorf("mountpoint %s: %w", dir, err)
+	}
+	return nil
+}
+
+// remoteAdapter is the server client as the syncer sees it.
+type remoteAdapter struct{ c *remote.Client }
+
+func (r remoteAdapter) Head(ctx context.Context) (syncer.Head, error) {
+	h, err := r.c.Head(ctx)
+	return syncer.Head{Seq: h.Seq, Version: h.Version}, err
+}
+
+func (r remoteAdapter) Commit(ctx context.Context, expected uint64, version, parent crypto.ID, entries []repo.IndexEntry) (syncer.Head, error) {
+	req := remote.CommitRequest{ExpectedSeq: expected, Version: version, Parent: parent, Entries: make([]remote.IndexEntry, len(entries))}
+	for i, e := range entries {
+		req.Entries[i] = remote.IndexEntry{ID: e.ID, Pack: e.Pack, Offset: e.Offset, Length: e.Length}
+	}
+	h, err := r.c.Commit(ctx, req)
+	if errors.Is(err, remote.ErrHeadMoved) {
+		return syncer.Head{}, fmt.Errorf("%w: %w", syncer.ErrHeadMoved, err)
+	}
+	return syncer.Head{Seq: h.Seq, Version: h.Version}, err
+}
+
+func (r remoteAdapter) IndexSince(ctx context.Context, cursor uint64) ([]repo.IndexEntry, uint64, error) {
+	es, next, err := r.c.IndexSince(ctx, cursor, 100000)
+	if err != nil {
+		return nil, cursor, err
+	}
+	out := make([]repo.IndexEntry, len(es))
+	for i, e := range es {
+		out[i] = repo.IndexEntry{ID: e.ID, Location: repo.Location{Pack: e.Pack, Offset: e.Offset, Length: e.Length}}
+	}
+	return out, next, nil
+}
