@@ -32,6 +32,9 @@ const (
 	MaxMax = 8 << 20
 )
 
+// maxEmptyReads is how many (0, nil) reads in a row fail a read.
+const maxEmptyReads = 100
+
 // normLevel is FastCDC's normalization level: the mask before Avg has
 // normLevel more bits than log2(Avg), the mask after it normLevel fewer,
 // which pulls the chunk size distribution tight around Avg.
@@ -132,6 +135,7 @@ func (c *Chunker) fill() {
 		c.end = copy(c.buf, c.buf[c.start:c.end])
 		c.start = 0
 	}
+	empty := 0
 	for c.end < len(c.buf) {
 		n, err := c.r.Read(c.buf[c.end:])
 		if n < 0 || n > len(c.buf)-c.end {
@@ -139,6 +143,16 @@ func (c *Chunker) fill() {
 			return
 		}
 		c.end += n
+		// Like bufio: a reader that keeps returning nothing is broken, and
+		// must not make us spin forever.
+		if n == 0 && err == nil {
+			if empty++; empty >= maxEmptyReads {
+				c.err = fmt.Errorf("chunker read: %w", io.ErrNoProgress)
+				return
+			}
+		} else {
+			empty = 0
+		}
 		if err == io.EOF {
 			c.err = io.EOF
 			return

@@ -191,6 +191,16 @@ func TestReadError(t *testing.T) {
 	}
 }
 
+type stuckReader struct{}
+
+func (stuckReader) Read([]byte) (int, error) { return 0, nil }
+
+func TestNoProgress(t *testing.T) {
+	if _, err := New(stuckReader{}, testGear(1), smallParams).Next(); !errors.Is(err, io.ErrNoProgress) {
+		t.Fatalf("Next on a stuck reader = %v, want io.ErrNoProgress", err)
+	}
+}
+
 func TestInvalidParams(t *testing.T) {
 	for _, p := range []Params{
 		{},

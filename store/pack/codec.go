@@ -63,13 +63,6 @@ func MaxLen(t crypto.BlobType) int {
 	return 0
 }
 
-// maxSealedLen bounds the sealed length of a blob of type t: raw plaintext
-// plus the flag byte and AEAD overhead (compressed blobs are only stored
-// when smaller than raw).
-func maxSealedLen(t crypto.BlobType) int {
-	return MaxLen(t) + 1 + crypto.Overhead
-}
-
 // minSealedLen is the shortest valid sealed blob: an empty raw blob.
 const minSealedLen = 1 + crypto.Overhead
 
