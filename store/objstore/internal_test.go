@@ -1,0 +1,97 @@
+package objstore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestShardPathRoundTrip(t *testing.T) {
+	for _, name := range []string{"a", "ab", "abc", "0123456789abcdef"} {
+		p := shardPath(name)
+		got, ok := nameFromPath(p)
+		if !ok || got != name {
+			t.Errorf("nameFromPath(%q) = %q, %v; want %q", p, got, ok, name)
+		}
+	}
+	for _, p := range []string{"", "ab", "/ab", "ab/", "ab/cd", "ab/ab/ab", ".tmp/ab.1", "a/ab", "AB/AB", "ab/abc.d"} {
+		if name, ok := nameFromPath(p); ok {
+			t.Errorf("nameFromPath(%q) accepted as %q", p, name)
+		}
+	}
+}
+
+// Listed paths come from storage, which is not trusted to be tidy.
+func FuzzNameFromPath(f *testing.F) {
+	f.Add("ab/abcdef")
+	f.Add("a/a")
+	f.Add(".tmp/ab.123")
+	f.Add("ab/ab/ab")
+	f.Fuzz(func(t *testing.T, p string) {
+		name, ok := nameFromPath(p)
+		if !ok {
+			return
+		}
+		if err := ValidateName(name); err != nil {
+			t.Fatalf("accepted invalid name %q from %q: %v", name, p, err)
+		}
+		if shardPath(name) != p {
+			t.Fatalf("%q gave %q, which lives at %q", p, name, shardPath(name))
+		}
+	})
+}
+
+func TestParseConfigSection(t *testing.T) {
+	conf := "[a]\ntype = local\nx = 1\n\n[b]\ntype = s3\nendpoint = http://h:1\nref = %(endpoint)s/y\n[empty]\nfoo = bar\n"
+	s, err := parseConfigSection([]byte(conf), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s["type"] != "s3" || s["endpoint"] != "http://h:1" || s["ref"] != "http://h:1/y" || len(s) != 3 {
+		t.Errorf("section b = %v", s)
+	}
+	if _, err := parseConfigSection([]byte(conf), "empty"); err == nil || !strings.Contains(err.Error(), "no type") {
+		t.Errorf("section without type = %v", err)
+	}
+	if !isEncryptedConfig([]byte("# Encrypted rclone configuration File\n\nRCLONE_ENCRYPT_V0:\nxyz\n")) {
+		t.Error("encrypted config not recognised")
+	}
+	if isEncryptedConfig([]byte(conf)) {
+		t.Error("plain config taken for encrypted")
+	}
+}
+
+// The config file is read from disk; a broken one must give an error, never
+// a panic.
+func FuzzParseConfigSection(f *testing.F) {
+	f.Add([]byte("[r]\ntype = local\n"), "r")
+	f.Add([]byte("[r]\ntype = s3\nendpoint = %(endpoint)s\n"), "r")
+	f.Add([]byte("# c\n; c\n[r]\ntype = s3\n[s]\n"), "s")
+	f.Add([]byte("RCLONE_ENCRYPT_V0:\nabc"), "r")
+	f.Add([]byte("[r\ntype"), "r")
+	f.Fuzz(func(t *testing.T, data []byte, remote string) {
+		s, err := parseConfigSection(data, remote)
+		if err == nil && s["type"] == "" {
+			t.Fatalf("accepted section %q without a type", remote)
+		}
+	})
+}
+
+// Uploads to a local folder are fsynced through the path the backend
+// reports; make sure that path really is where the files are, so the sync
+// is not silently skipped.
+func TestLocalRootMatchesFiles(t *testing.T) {
+	dir := t.TempDir()
+	r, err := NewRclone(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Put(context.Background(), "abcd", strings.NewReader("x"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(r.localRoot, "ab", "abcd")); err != nil {
+		t.Errorf("local root %q does not hold the object: %v", r.localRoot, err)
+	}
+}
