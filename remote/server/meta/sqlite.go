@@ -100,6 +100,9 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_pragma", "foreign_keys(1)")
+	// A big commit's index pages stay in memory until COMMIT instead of
+	// spilling to the WAL page by page.
+	q.Add("_pragma", "cache_size(-65536)")
 	// Writers take the lock up front, so a read-then-write transaction
 	// never fails half way with SQLITE_BUSY.
 	q.Set("_txlock", "immediate")
@@ -514,15 +517,8 @@ func (s *SQLite) Commit(ctx context.Context, userID string, c Commit) (Head, err
 			}
 		}
 		seq := h.Seq + 1
-		stmt, err := tx.PrepareContext(ctx, "INSERT INTO blobs (user_num, seq, n, blob_id, pack_num, off, len) VALUES (?,?,?,?,?,?,?)")
-		if err != nil {
-			return fmt.Errorf("commit: %w", err)
-		}
-		defer stmt.Close()
-		for i, e := range c.Entries {
-			if _, err := stmt.ExecContext(ctx, num, seq, i, e.Blob[:], packs[e.Pack].num, e.Offset, e.Length); err != nil {
-				return fmt.Errorf("commit: insert index entry: %w", err)
-			}
+		if err := insertEntries(ctx, tx, num, seq, c.Entries, packs); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO versions (user_num, seq, version_id, parent_id, time_ms, device_id) VALUES (?,?,?,?,?,?)",
 			num, seq, c.Version[:], idOrNil(c.Parent), ms(c.Time), c.DeviceID); err != nil {
@@ -535,6 +531,44 @@ func (s *SQLite) Commit(ctx context.Context, userID string, c Commit) (Head, err
 		return nil
 	})
 	return out, err
+}
+
+// insertBatch rows go in one INSERT: per-statement overhead, not SQLite's
+// B-tree work, dominates single-row inserts.
+const insertBatch = 128
+
+func insertEntries(ctx context.Context, tx *sql.Tx, userNum int64, seq uint64, es []IndexEntry, packs map[string]packRow) error {
+	const row = ",(?,?,?,?,?,?,?)"
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			_ = full.Close()
+		}
+	}()
+	args := make([]any, 0, 7*insertBatch)
+	for start := 0; start < len(es); start += insertBatch {
+		part := es[start:min(start+insertBatch, len(es))]
+		args = args[:0]
+		for i, e := range part {
+			args = append(args, userNum, seq, start+i, e.Blob[:], packs[e.Pack].num, e.Offset, e.Length)
+		}
+		query := "INSERT INTO blobs (user_num, seq, n, blob_id, pack_num, off, len) VALUES " + strings.Repeat(row, len(part))[1:]
+		var err error
+		if len(part) == insertBatch {
+			if full == nil {
+				if full, err = tx.PrepareContext(ctx, query); err != nil {
+					return fmt.Errorf("commit: insert index entries: %w", err)
+				}
+			}
+			_, err = full.ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, query, args...)
+		}
+		if err != nil {
+			return fmt.Errorf("commit: insert index entries: %w", err)
+		}
+	}
+	return nil
 }
 
 // IndexSince implements Store.
