@@ -95,6 +95,44 @@ func TestChunkBoundsAndConcat(t *testing.T) {
 	}
 }
 
+// referenceCuts is the FastCDC definition written plainly, one byte at a
+// time, to pin the two-bytes-per-step loop to it.
+func referenceCuts(data []byte, gear *[256]uint64, p Params) []int {
+	small, large := p.masks()
+	var lens []int
+	for len(data) > 0 {
+		n := min(len(data), p.Max)
+		cut := n
+		if n > p.Min {
+			var h uint64
+			for i := p.Min; i < n; i++ {
+				h = h<<1 + gear[data[i]]
+				mask := large
+				if i < p.Avg {
+					mask = small
+				}
+				if h&mask == 0 {
+					cut = i + 1
+					break
+				}
+			}
+		}
+		lens = append(lens, cut)
+		data = data[cut:]
+	}
+	return lens
+}
+
+func TestMatchesReference(t *testing.T) {
+	for seed := range uint64(4) {
+		data := randomData(2<<20+int(seed)*777, seed)
+		got := lengths(chunkAll(t, bytes.NewReader(data), testGear(seed), smallParams))
+		if want := referenceCuts(data, testGear(seed), smallParams); !equalInts(got, want) {
+			t.Fatalf("seed %d: chunk lengths differ from the reference\n got %v\nwant %v", seed, got, want)
+		}
+	}
+}
+
 func TestDeterministic(t *testing.T) {
 	data := randomData(1<<20, 3)
 	a := lengths(chunkAll(t, bytes.NewReader(data), testGear(1), smallParams))
