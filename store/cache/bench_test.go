@@ -1,0 +1,85 @@
+package cache
+
+import (
+	"context"
+	"testing"
+
+	"github.com/anysync/anysync/crypto"
+)
+
+func BenchmarkGetMemHit1MiB(b *testing.B) {
+	bl := newBlobs(b)
+	c := mustOpen(b, b.TempDir(), Options{MemBytes: 64 << 20, DiskBytes: 64 << 20})
+	id, plain, sealed := bl.make(b, "x", 1<<20)
+	mustGet(b, c, bl, id, (&fetcher{sealed: sealed}).fetch, plain)
+	open := bl.opener(id)
+	ctx := context.Background()
+	b.SetBytes(1 << 20)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Get(ctx, id, nil, open); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkGetMemHitParallel(b *testing.B) {
+	bl := newBlobs(b)
+	c := mustOpen(b, b.TempDir(), Options{MemBytes: 64 << 20, DiskBytes: 64 << 20})
+	var ids []crypto.ID
+	for i := range 16 {
+		id, plain, sealed := bl.make(b, string(rune('a'+i)), 1<<20)
+		mustGet(b, c, bl, id, (&fetcher{sealed: sealed}).fetch, plain)
+		ids = append(ids, id)
+	}
+	ctx := context.Background()
+	b.SetBytes(1 << 20)
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := c.Get(ctx, ids[i%len(ids)], nil, nil); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+// From the disk tier, opened with the real blob cipher (AES-256-GCM), as
+// the read path does.
+func BenchmarkGetDiskHit1MiB(b *testing.B) {
+	bl := newBlobs(b)
+	c := mustOpen(b, b.TempDir(), Options{MemBytes: 0, DiskBytes: 64 << 20})
+	id, _, sealed := bl.make(b, "x", 1<<20)
+	if err := c.PutSealed(id, sealed); err != nil {
+		b.Fatal(err)
+	}
+	open := bl.opener(id)
+	ctx := context.Background()
+	b.SetBytes(int64(len(sealed)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := c.Get(ctx, id, nil, open); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A miss: fetch (from memory here), write to disk, open, keep in memory.
+func BenchmarkGetMissStore1MiB(b *testing.B) {
+	bl := newBlobs(b)
+	c := mustOpen(b, b.TempDir(), Options{MemBytes: 4 << 20, DiskBytes: 32 << 20})
+	_, _, sealed := bl.make(b, "x", 1<<20)
+	fetch := func(context.Context) ([]byte, error) { return sealed, nil }
+	identity := func(s []byte) ([]byte, error) { return s, nil }
+	ctx := context.Background()
+	b.SetBytes(int64(len(sealed)))
+	for i := 0; b.Loop(); i++ {
+		var id crypto.ID
+		id[0], id[1], id[2] = byte(i), byte(i>>8), byte(i>>16)
+		if _, err := c.Get(ctx, id, fetch, identity); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
