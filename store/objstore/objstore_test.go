@@ -102,7 +102,7 @@ func TestS3Layout(t *testing.T) {
 	objstoretest.MustPut(t, s, "abcdef", []byte("pack"))
 	objstoretest.MustPut(t, s, "x", []byte("one-char name"))
 	keys := strings.Join(srv.keys(t), ",")
-	if keys != "acct/7/ab/abcdef,acct/7/x/x" {
+	if keys != "acct/7/ef/abcdef,acct/7/x/x" {
 		t.Errorf("bucket keys = %s", keys)
 	}
 }
@@ -111,7 +111,7 @@ func TestLocalLayoutAndNoTemps(t *testing.T) {
 	dir := t.TempDir()
 	s := newLocal(t, dir)
 	objstoretest.MustPut(t, s, "abcdef", []byte("pack"))
-	got, err := os.ReadFile(filepath.Join(dir, "ab", "abcdef"))
+	got, err := os.ReadFile(filepath.Join(dir, "ef", "abcdef"))
 	if err != nil || string(got) != "pack" {
 		t.Fatalf("sharded file: %q, %v", got, err)
 	}
@@ -124,7 +124,7 @@ func TestLocalLayoutAndNoTemps(t *testing.T) {
 	if len(tmps) != 0 {
 		t.Errorf("temporary files left: %v", tmps)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "cd", "cdef")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(dir, "ef", "cdef")); !os.IsNotExist(err) {
 		t.Errorf("partial object exists: %v", err)
 	}
 }
@@ -248,7 +248,7 @@ force_path_style = true
 		t.Fatal(err)
 	}
 	objstoretest.MustPut(t, d, "ab12", []byte("local"))
-	if _, err := os.Stat(filepath.Join(dir, "packs", "ab", "ab12")); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, "packs", "12", "ab12")); err != nil {
 		t.Errorf("named local remote did not write where expected: %v", err)
 	}
 	s, err := objstore.NewRcloneWithConfig(ctx, "store:packs/x", conf)
@@ -256,7 +256,7 @@ force_path_style = true
 		t.Fatal(err)
 	}
 	objstoretest.MustPut(t, s, "cd34", []byte("remote"))
-	if keys := strings.Join(srv.keys(t), ","); keys != "x/cd/cd34" {
+	if keys := strings.Join(srv.keys(t), ","); keys != "x/34/cd34" {
 		t.Errorf("bucket keys = %s", keys)
 	}
 	// Connection-string options override the file's: the file's endpoint
@@ -266,7 +266,7 @@ force_path_style = true
 		t.Fatal(err)
 	}
 	objstoretest.MustPut(t, o, "ef56", []byte("override"))
-	if keys := strings.Join(srv.keys(t), ","); keys != "x/cd/cd34,y/ef/ef56" {
+	if keys := strings.Join(srv.keys(t), ","); keys != "x/34/cd34,y/56/ef56" {
 		t.Errorf("bucket keys = %s", keys)
 	}
 

@@ -136,11 +136,16 @@ func (l *lengthReader) Read(p []byte) (int, error) {
 
 func (l *lengthReader) Close() error { return l.rc.Close() }
 
-// shardPath is where an object lives inside a backend: the first two
+// shardPath is where an object lives inside a backend: the last two
 // characters of the name as a folder, so no folder holds more than a small
-// fraction of a huge account.
+// fraction of a huge account. The last, not the first: callers may prefix
+// names with an account ID, which would put a whole account in one folder.
 func shardPath(name string) string {
-	return name[:min(2, len(name))] + "/" + name
+	return shardOf(name) + "/" + name
+}
+
+func shardOf(name string) string {
+	return name[max(0, len(name)-2):]
 }
 
 // nameFromPath inverts shardPath; ok is false for anything else found in the
@@ -151,7 +156,7 @@ func nameFromPath(p string) (name string, ok bool) {
 			continue
 		}
 		dir, name := p[:i], p[i+1:]
-		if ValidateName(name) != nil || dir != name[:min(2, len(name))] {
+		if ValidateName(name) != nil || dir != shardOf(name) {
 			return "", false
 		}
 		return name, true
