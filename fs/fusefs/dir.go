@@ -28,7 +28,7 @@ type dir struct {
 }
 
 func (n *inode) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	a, err := n.m.fsys.GetAttr(ctx, n.ino())
+	a, err := n.m.fsys.GetAttr(nc(ctx), n.ino())
 	if err != nil {
 		return nil, 0, n.m.errno(err)
 	}
@@ -55,7 +55,7 @@ func (d *dir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {
 		if d.done {
 			return nil, 0
 		}
-		b, err := d.n.m.fsys.ReadDir(ctx, d.n.ino(), d.after, dirBatch)
+		b, err := d.n.m.fsys.ReadDir(nc(ctx), d.n.ino(), d.after, dirBatch)
 		if err != nil {
 			return nil, d.n.m.errno(err)
 		}

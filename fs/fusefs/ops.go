@@ -19,7 +19,7 @@ func (n *inode) child(ctx context.Context, a node.Attr) *fs.Inode {
 }
 
 func (n *inode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.m.fsys.Lookup(ctx, n.ino(), name)
+	a, err := n.m.fsys.Lookup(nc(ctx), n.ino(), name)
 	if err != nil {
 		return nil, n.m.errno(err)
 	}
@@ -28,7 +28,7 @@ func (n *inode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*f
 }
 
 func (n *inode) Getattr(ctx context.Context, _ fs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	a, err := n.m.fsys.GetAttr(ctx, n.ino())
+	a, err := n.m.fsys.GetAttr(nc(ctx), n.ino())
 	if err != nil {
 		return n.m.errno(err)
 	}
@@ -61,7 +61,7 @@ func (n *inode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrI
 	if f, ok := fh.(*file); ok {
 		h = f.h
 	}
-	a, err := n.m.fsys.SetAttr(ctx, n.ino(), h, set)
+	a, err := n.m.fsys.SetAttr(nc(ctx), n.ino(), h, set)
 	if err != nil {
 		return n.m.errno(err)
 	}
@@ -71,7 +71,7 @@ func (n *inode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrI
 }
 
 func (n *inode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	h, err := n.m.fsys.Open(ctx, n.ino(), flags)
+	h, err := n.m.fsys.Open(nc(ctx), n.ino(), flags)
 	if err != nil {
 		return nil, 0, n.m.errno(err)
 	}
@@ -81,7 +81,7 @@ func (n *inode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, 
 }
 
 func (n *inode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
-	a, h, err := n.m.fsys.Create(ctx, n.ino(), name, flags, mode)
+	a, h, err := n.m.fsys.Create(nc(ctx), n.ino(), name, flags, mode)
 	if err != nil {
 		return nil, nil, 0, n.m.errno(err)
 	}
@@ -90,7 +90,7 @@ func (n *inode) Create(ctx context.Context, name string, flags uint32, mode uint
 }
 
 func (n *inode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.m.fsys.Mkdir(ctx, n.ino(), name, mode)
+	a, err := n.m.fsys.Mkdir(nc(ctx), n.ino(), name, mode)
 	if err != nil {
 		return nil, n.m.errno(err)
 	}
@@ -99,7 +99,7 @@ func (n *inode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.E
 }
 
 func (n *inode) Mknod(ctx context.Context, name string, mode uint32, _ uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.m.fsys.Mknod(ctx, n.ino(), name, mode)
+	a, err := n.m.fsys.Mknod(nc(ctx), n.ino(), name, mode)
 	if err != nil {
 		return nil, n.m.errno(err)
 	}
@@ -108,7 +108,7 @@ func (n *inode) Mknod(ctx context.Context, name string, mode uint32, _ uint32, o
 }
 
 func (n *inode) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	a, err := n.m.fsys.Symlink(ctx, n.ino(), name, target)
+	a, err := n.m.fsys.Symlink(nc(ctx), n.ino(), name, target)
 	if err != nil {
 		return nil, n.m.errno(err)
 	}
@@ -117,7 +117,7 @@ func (n *inode) Symlink(ctx context.Context, target, name string, out *fuse.Entr
 }
 
 func (n *inode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	t, err := n.m.fsys.Readlink(ctx, n.ino())
+	t, err := n.m.fsys.Readlink(nc(ctx), n.ino())
 	if err != nil {
 		return nil, n.m.errno(err)
 	}
@@ -125,25 +125,25 @@ func (n *inode) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 }
 
 func (n *inode) Unlink(ctx context.Context, name string) syscall.Errno {
-	return n.m.errno(n.m.fsys.Unlink(ctx, n.ino(), name))
+	return n.m.errno(n.m.fsys.Unlink(nc(ctx), n.ino(), name))
 }
 
 func (n *inode) Rmdir(ctx context.Context, name string) syscall.Errno {
-	return n.m.errno(n.m.fsys.Rmdir(ctx, n.ino(), name))
+	return n.m.errno(n.m.fsys.Rmdir(nc(ctx), n.ino(), name))
 }
 
 func (n *inode) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
 	np := newParent.EmbeddedInode().StableAttr().Ino
-	return n.m.errno(n.m.fsys.Rename(ctx, n.ino(), name, np, newName, flags))
+	return n.m.errno(n.m.fsys.Rename(nc(ctx), n.ino(), name, np, newName, flags))
 }
 
 func (n *inode) Link(ctx context.Context, target fs.InodeEmbedder, name string, _ *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
-	_, err := n.m.fsys.Link(ctx, target.EmbeddedInode().StableAttr().Ino, n.ino(), name)
+	_, err := n.m.fsys.Link(nc(ctx), target.EmbeddedInode().StableAttr().Ino, n.ino(), name)
 	return nil, n.m.errno(err)
 }
 
 func (n *inode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	st, err := n.m.fsys.Statfs(ctx)
+	st, err := n.m.fsys.Statfs(nc(ctx))
 	if err != nil {
 		return n.m.errno(err)
 	}
@@ -159,7 +159,7 @@ func (n *inode) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
 }
 
 func (n *inode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	v, err := n.m.fsys.GetXattr(ctx, n.ino(), attr)
+	v, err := n.m.fsys.GetXattr(nc(ctx), n.ino(), attr)
 	if err != nil {
 		return 0, n.m.errno(err)
 	}
@@ -170,15 +170,15 @@ func (n *inode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32,
 }
 
 func (n *inode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return n.m.errno(n.m.fsys.SetXattr(ctx, n.ino(), attr, data, flags))
+	return n.m.errno(n.m.fsys.SetXattr(nc(ctx), n.ino(), attr, data, flags))
 }
 
 func (n *inode) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return n.m.errno(n.m.fsys.RemoveXattr(ctx, n.ino(), attr))
+	return n.m.errno(n.m.fsys.RemoveXattr(nc(ctx), n.ino(), attr))
 }
 
 func (n *inode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
-	names, err := n.m.fsys.ListXattr(ctx, n.ino())
+	names, err := n.m.fsys.ListXattr(nc(ctx), n.ino())
 	if err != nil {
 		return 0, n.m.errno(err)
 	}
@@ -200,7 +200,7 @@ type file struct {
 }
 
 func (f *file) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	n, err := f.h.ReadAt(ctx, dest, off)
+	n, err := f.h.ReadAt(nc(ctx), dest, off)
 	if err != nil {
 		return nil, f.m.errno(err)
 	}
@@ -208,15 +208,24 @@ func (f *file) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResul
 }
 
 func (f *file) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
-	n, err := f.h.WriteAt(ctx, data, off)
+	n, err := f.h.WriteAt(nc(ctx), data, off)
 	if err != nil {
 		return uint32(n), f.m.errno(err)
 	}
 	return uint32(n), 0
 }
 
-func (f *file) Flush(ctx context.Context) syscall.Errno { return f.m.errno(f.h.Flush(ctx)) }
+func (f *file) Flush(ctx context.Context) syscall.Errno { return f.m.errno(f.h.Flush(nc(ctx))) }
 
-func (f *file) Fsync(ctx context.Context, _ uint32) syscall.Errno { return f.m.errno(f.h.Fsync(ctx)) }
+func (f *file) Fsync(ctx context.Context, _ uint32) syscall.Errno {
+	return f.m.errno(f.h.Fsync(nc(ctx)))
+}
 
-func (f *file) Release(ctx context.Context) syscall.Errno { return f.m.errno(f.h.Release(ctx)) }
+func (f *file) Release(ctx context.Context) syscall.Errno { return f.m.errno(f.h.Release(nc(ctx))) }
+
+// nc detaches a request's context from FUSE interrupts. The kernel
+// interrupts a request whenever the calling thread gets a signal, and Go
+// programs signal their threads all the time (goroutine preemption), so
+// honouring interrupts turns ordinary calls into spurious errors. Local
+// operations are short; remote fetches have their own timeouts.
+func nc(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }

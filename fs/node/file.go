@@ -378,7 +378,9 @@ func (h *Handle) Fsync(ctx context.Context) error {
 
 // Release ends a handle. The last release of a node closes its staging
 // file, drops the local copy of clean content, and removes a node
-// unlinked while open.
+// unlinked while open. The openFile stays registered until that is done,
+// so an open racing with it waits on of.mu and then starts afresh from the
+// row, never from a staging file about to be removed.
 func (h *Handle) Release(ctx context.Context) error {
 	f, of := h.fs, h.of
 	of.mu.Lock()
@@ -391,9 +393,6 @@ func (h *Handle) Release(ctx context.Context) error {
 	}
 	last := of.refs == 0
 	orphan := of.orphan
-	if last {
-		delete(f.open, of.ino)
-	}
 	f.omu.Unlock()
 	if h.write {
 		f.notifyChanged()
@@ -406,8 +405,8 @@ func (h *Handle) Release(ctx context.Context) error {
 			err = fmt.Errorf("close staging of %d: %w", of.ino, cerr)
 		}
 	}
+	of.staging, of.src, of.stagingName, of.marked, of.dirtyMeta = nil, nil, "", false, false
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	var drop string
 	uerr := f.db.Update(ctx, func(tx *localdb.Tx) error {
 		n, err := tx.Get(of.ino)
@@ -426,6 +425,12 @@ func (h *Handle) Release(ctx context.Context) error {
 		}
 		return nil
 	})
+	f.mu.Unlock()
 	f.removeStaging(drop)
+	f.omu.Lock()
+	if of.refs == 0 {
+		delete(f.open, of.ino)
+	}
+	f.omu.Unlock()
 	return errors.Join(err, uerr)
 }
