@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -15,7 +16,7 @@ import (
 
 	pb "github.com/anysync/anysync/proto/anysyncpb"
 	"github.com/anysync/anysync/remote/server/meta"
-	"github.com/anysync/anysync/store/objstore"
+	"github.com/anysync/anysync/store/objstore/rclonestore"
 	"google.golang.org/grpc"
 )
 
@@ -166,25 +167,43 @@ func LoadConfig(dir string) (Config, error) {
 	if err != nil {
 		return Config{}, fmt.Errorf("read config: %w", err)
 	}
-	var cfg Config
-	if err := json.Unmarshal(data, &cfg); err != nil {
+	cfg, err := ParseConfig(data)
+	if err != nil {
 		return Config{}, fmt.Errorf("parse %s: %w", filepath.Join(dir, ConfigFile), err)
-	}
-	if cfg.Listen == "" {
-		cfg.Listen = DefaultListen
-	}
-	if cfg.DefaultQuota < 0 || cfg.MaxPackSize < 0 {
-		return Config{}, fmt.Errorf("parse %s: negative size", filepath.Join(dir, ConfigFile))
 	}
 	return cfg, nil
 }
 
-func openStorage(ctx context.Context, dir string, cfg Config) (*objstore.Rclone, error) {
+// ParseConfig decodes config.json, filling in defaults. Unknown fields are
+// an error, so a misspelt option is not silently ignored.
+func ParseConfig(data []byte) (Config, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var cfg Config
+	if err := dec.Decode(&cfg); err != nil {
+		return Config{}, err
+	}
+	if dec.More() {
+		return Config{}, errors.New("trailing data after the JSON object")
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if _, _, err := net.SplitHostPort(cfg.Listen); err != nil {
+		return Config{}, fmt.Errorf("listen address %q: %w", cfg.Listen, err)
+	}
+	if cfg.DefaultQuota < 0 || cfg.MaxPackSize < 0 {
+		return Config{}, errors.New("negative size")
+	}
+	return cfg, nil
+}
+
+func openStorage(ctx context.Context, dir string, cfg Config) (*rclonestore.Store, error) {
 	remote := cfg.Storage
 	if remote == "" {
 		remote = filepath.Join(dir, PacksDir)
 	}
-	st, err := objstore.NewRcloneWithConfig(ctx, remote, cfg.RcloneConfig)
+	st, err := rclonestore.NewWithConfig(ctx, remote, cfg.RcloneConfig)
 	if err != nil {
 		return nil, fmt.Errorf("open pack storage: %w", err)
 	}

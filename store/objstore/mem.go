@@ -39,7 +39,7 @@ func (m *Mem) Put(ctx context.Context, name string, r io.Reader, size int64) err
 	if size <= 64<<20 {
 		buf.Grow(int(size))
 	}
-	if _, err := buf.ReadFrom(newExactReader(ctx, r, size)); err != nil {
+	if _, err := buf.ReadFrom(NewExactReader(ctx, r, size)); err != nil {
 		return fmt.Errorf("put %s: %w", name, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -57,7 +57,7 @@ func (m *Mem) GetRange(ctx context.Context, name string, off, length int64) (io.
 	if err != nil {
 		return nil, err
 	}
-	n, err := checkRange(name, int64(len(data)), off, length)
+	n, err := CheckRange(name, int64(len(data)), off, length)
 	if err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 // Package objstore is the interface to wherever packs are stored, with an
-// rclone-backed implementation (any rclone remote) and an in-memory one for
-// tests. Package objstoretest holds the conformance suite every
+// in-memory implementation for tests; package rclonestore implements it over
+// any rclone remote. rclone lives in its own package so that only the server
+// links it: clients reach packs through the server, never through storage. Package objstoretest holds the conformance suite every
 // implementation must pass.
 package objstore
 

@@ -1,4 +1,4 @@
-package objstore_test
+package rclonestore_test
 
 import (
 	"bytes"
@@ -19,15 +19,12 @@ import (
 
 	"github.com/anysync/anysync/store/objstore"
 	"github.com/anysync/anysync/store/objstore/objstoretest"
+	"github.com/anysync/anysync/store/objstore/rclonestore"
 )
 
-func TestMemConformance(t *testing.T) {
-	objstoretest.Run(t, func(t *testing.T) objstore.ObjectStore { return objstore.NewMem() })
-}
-
-func newLocal(t testing.TB, dir string) *objstore.Rclone {
+func newLocal(t testing.TB, dir string) *rclonestore.Store {
 	t.Helper()
-	s, err := objstore.NewRclone(context.Background(), dir)
+	s, err := rclonestore.New(context.Background(), dir)
 	if err != nil {
 		t.Fatalf("NewRclone(%s): %v", dir, err)
 	}
@@ -85,7 +82,7 @@ func TestRcloneS3Conformance(t *testing.T) {
 	n := 0
 	objstoretest.Run(t, func(t *testing.T) objstore.ObjectStore {
 		n++
-		s, err := objstore.NewRclone(context.Background(), srv.remote(fmt.Sprintf("run%d", n)))
+		s, err := rclonestore.New(context.Background(), srv.remote(fmt.Sprintf("run%d", n)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +92,7 @@ func TestRcloneS3Conformance(t *testing.T) {
 
 func TestS3Layout(t *testing.T) {
 	srv := newS3Server(t)
-	s, err := objstore.NewRclone(context.Background(), srv.remote("acct/7"))
+	s, err := rclonestore.New(context.Background(), srv.remote("acct/7"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,11 +184,11 @@ func TestDeletedElsewhere(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := remote(t)
-			a, err := objstore.NewRclone(context.Background(), r)
+			a, err := rclonestore.New(context.Background(), r)
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := objstore.NewRclone(context.Background(), r)
+			b, err := rclonestore.New(context.Background(), r)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -243,7 +240,7 @@ force_path_style = true
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	d, err := objstore.NewRcloneWithConfig(ctx, "disk:"+filepath.Join(dir, "packs"), conf)
+	d, err := rclonestore.NewWithConfig(ctx, "disk:"+filepath.Join(dir, "packs"), conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +248,7 @@ force_path_style = true
 	if _, err := os.Stat(filepath.Join(dir, "packs", "12", "ab12")); err != nil {
 		t.Errorf("named local remote did not write where expected: %v", err)
 	}
-	s, err := objstore.NewRcloneWithConfig(ctx, "store:packs/x", conf)
+	s, err := rclonestore.NewWithConfig(ctx, "store:packs/x", conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +258,7 @@ force_path_style = true
 	}
 	// Connection-string options override the file's: the file's endpoint
 	// for [dead] is a closed port.
-	o, err := objstore.NewRcloneWithConfig(ctx, fmt.Sprintf("dead,endpoint='%s':packs/y", srv.url), conf)
+	o, err := rclonestore.NewWithConfig(ctx, fmt.Sprintf("dead,endpoint='%s':packs/y", srv.url), conf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -270,27 +267,27 @@ force_path_style = true
 		t.Errorf("bucket keys = %s", keys)
 	}
 
-	if _, err := objstore.NewRcloneWithConfig(ctx, "nope:x", conf); !errors.Is(err, objstore.ErrRemoteNotConfigured) {
+	if _, err := rclonestore.NewWithConfig(ctx, "nope:x", conf); !errors.Is(err, rclonestore.ErrRemoteNotConfigured) {
 		t.Errorf("unknown remote = %v, want ErrRemoteNotConfigured", err)
 	}
-	if _, err := objstore.NewRclone(ctx, "disk:x"); err == nil {
+	if _, err := rclonestore.New(ctx, "disk:x"); err == nil {
 		t.Error("named remote without a config file was accepted")
 	}
-	if _, err := objstore.NewRcloneWithConfig(ctx, "disk:x", filepath.Join(dir, "missing.conf")); err == nil {
+	if _, err := rclonestore.NewWithConfig(ctx, "disk:x", filepath.Join(dir, "missing.conf")); err == nil {
 		t.Error("missing config file was accepted")
 	}
 	enc := filepath.Join(dir, "enc.conf")
 	if err := os.WriteFile(enc, []byte("# Encrypted rclone configuration File\n\nRCLONE_ENCRYPT_V0:\nabcdef"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := objstore.NewRcloneWithConfig(ctx, "disk:x", enc); err == nil || !strings.Contains(err.Error(), "encrypted") {
+	if _, err := rclonestore.NewWithConfig(ctx, "disk:x", enc); err == nil || !strings.Contains(err.Error(), "encrypted") {
 		t.Errorf("encrypted config = %v, want an error saying so", err)
 	}
 }
 
 func TestOnlyLocalAndS3Backends(t *testing.T) {
 	for _, remote := range []string{":sftp,host=127.0.0.1:x", ":drive:x", ":crypt:x"} {
-		if _, err := objstore.NewRclone(context.Background(), remote); err == nil {
+		if _, err := rclonestore.New(context.Background(), remote); err == nil {
 			t.Errorf("NewRclone(%s) succeeded; only local and s3 should be built in", remote)
 		}
 	}
@@ -301,7 +298,7 @@ func TestRootIsFile(t *testing.T) {
 	if err := os.WriteFile(f, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := objstore.NewRclone(context.Background(), f); err == nil {
+	if _, err := rclonestore.New(context.Background(), f); err == nil {
 		t.Error("a file as root was accepted")
 	}
 }
@@ -390,8 +387,8 @@ func BenchmarkLocalGetRange1MiBOfPack(b *testing.B) {
 }
 
 func TestErrorsDoNotLeakCredentials(t *testing.T) {
-	_, err := objstore.NewRclone(context.Background(), ":s3,secret_access_key=hunter2,provider=Nope,endpoint='http://127.0.0.1:1':b/p/"+strings.Repeat("x", 2000))
-	_, err2 := objstore.NewRclone(context.Background(), ":nosuch,secret_access_key=hunter2:b")
+	_, err := rclonestore.New(context.Background(), ":s3,secret_access_key=hunter2,provider=Nope,endpoint='http://127.0.0.1:1':b/p/"+strings.Repeat("x", 2000))
+	_, err2 := rclonestore.New(context.Background(), ":nosuch,secret_access_key=hunter2:b")
 	for _, e := range []error{err, err2} {
 		if e != nil && strings.Contains(e.Error(), "hunter2") {
 			t.Errorf("error shows the secret: %v", e)

@@ -1,4 +1,4 @@
-package objstore
+package rclonestore
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/anysync/anysync/store/objstore"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -41,9 +42,9 @@ const staleTempAge = 24 * time.Hour
 // metadata request (a HEAD on S3) per read.
 const handleCacheSize = 4096
 
-// Rclone is an ObjectStore on any rclone remote. Objects live at
+// Rclone is an objstore.ObjectStore on any rclone remote. Objects live at
 // "<first two characters>/<name>" under the remote's root.
-type Rclone struct {
+type Store struct {
 	f       rfs.Fs
 	move    func(ctx context.Context, src rfs.Object, remote string) (rfs.Object, error)
 	handles *lru.Cache[string, rfs.Object]
@@ -53,7 +54,7 @@ type Rclone struct {
 	localRoot string
 }
 
-var _ ObjectStore = (*Rclone)(nil)
+var _ objstore.ObjectStore = (*Store)(nil)
 
 // NewRclone opens an rclone remote given as a path or connection string:
 // "/path/to/dir", ":local:/path", or
@@ -62,14 +63,14 @@ var _ ObjectStore = (*Rclone)(nil)
 // read; named remotes ("name:path") need NewRcloneWithConfig. Backend
 // options may also come from RCLONE_<BACKEND>_<OPTION> environment
 // variables, as in rclone.
-func NewRclone(ctx context.Context, remote string) (*Rclone, error) {
-	return NewRcloneWithConfig(ctx, remote, "")
+func New(ctx context.Context, remote string) (*Store, error) {
+	return NewWithConfig(ctx, remote, "")
 }
 
 // NewRcloneWithConfig is NewRclone, resolving a named remote ("name:path")
 // from the given rclone config file (unencrypted INI, as written by
 // `rclone config`). configFile may be empty for no config file.
-func NewRcloneWithConfig(ctx context.Context, remote, configFile string) (*Rclone, error) {
+func NewWithConfig(ctx context.Context, remote, configFile string) (*Store, error) {
 	quietRcloneLogs()
 	parsed, err := fspath.Parse(remote)
 	if err != nil {
@@ -126,7 +127,7 @@ func NewRcloneWithConfig(ctx context.Context, remote, configFile string) (*Rclon
 	if err != nil {
 		return nil, fmt.Errorf("open remote %s: %w", shown, err)
 	}
-	r := &Rclone{f: f, move: f.Features().Move, handles: handles}
+	r := &Store{f: f, move: f.Features().Move, handles: handles}
 	if f.Features().IsLocal {
 		r.localRoot = filepath.FromSlash(f.Root())
 	}
@@ -139,19 +140,19 @@ func NewRcloneWithConfig(ctx context.Context, remote, configFile string) (*Rclon
 }
 
 // String returns the remote, for logs.
-func (r *Rclone) String() string { return rfs.ConfigString(r.f) }
+func (r *Store) String() string { return rfs.ConfigString(r.f) }
 
-// Put implements ObjectStore. On backends with server-side move (local
+// Put implements objstore.ObjectStore. On backends with server-side move (local
 // folders) the data goes to a temporary name first and is renamed into
 // place; elsewhere (S3) a PUT is atomic by itself. Either way the stream is
 // checked to be exactly size bytes so no upload of the wrong length
 // completes.
-func (r *Rclone) Put(ctx context.Context, name string, in io.Reader, size int64) error {
-	if err := ValidateName(name); err != nil {
+func (r *Store) Put(ctx context.Context, name string, in io.Reader, size int64) error {
+	if err := objstore.ValidateName(name); err != nil {
 		return fmt.Errorf("put %s: %w", name, err)
 	}
 	if size < 0 {
-		return fmt.Errorf("put %s: negative size %d: %w", name, size, ErrSizeMismatch)
+		return fmt.Errorf("put %s: negative size %d: %w", name, size, objstore.ErrSizeMismatch)
 	}
 	dst := shardPath(name)
 	target := dst
@@ -161,7 +162,7 @@ func (r *Rclone) Put(ctx context.Context, name string, in io.Reader, size int64)
 		target = tmpDir + "/" + name + "." + hex.EncodeToString(rnd[:])
 	}
 	src := object.NewStaticObjectInfo(target, time.Now(), size, true, nil, r.f)
-	er := newExactReader(ctx, in, size)
+	er := objstore.NewExactReader(ctx, in, size)
 	if size == 0 {
 		// An empty HTTP body is never read, so check r up front.
 		if _, err := er.Read(nil); err != io.EOF {
@@ -173,16 +174,16 @@ func (r *Rclone) Put(ctx context.Context, name string, in io.Reader, size int64)
 		if r.move != nil {
 			r.removeQuietly(ctx, target)
 		}
-		if er.err != nil {
+		if er.Err() != nil {
 			// Our own verdict on the stream, which the backend may
 			// have flattened into a transport error.
-			err = er.err
+			err = er.Err()
 		}
 		return fmt.Errorf("put %s: %w", name, err)
 	}
 	if obj.Size() != size {
 		_ = obj.Remove(ctx)
-		return fmt.Errorf("put %s: stored %d bytes, want %d: %w", name, obj.Size(), size, ErrSizeMismatch)
+		return fmt.Errorf("put %s: stored %d bytes, want %d: %w", name, obj.Size(), size, objstore.ErrSizeMismatch)
 	}
 	if err := r.syncLocal(target, false); err != nil {
 		_ = obj.Remove(ctx)
@@ -208,7 +209,7 @@ func (r *Rclone) Put(ctx context.Context, name string, in io.Reader, size int64)
 // pack that a committed version already points at. A path the local backend
 // stored under a different encoding is not found; it is left unsynced rather
 // than failing every upload.
-func (r *Rclone) syncLocal(remote string, dir bool) error {
+func (r *Store) syncLocal(remote string, dir bool) error {
 	if r.localRoot == "" || (dir && runtime.GOOS == "windows") {
 		return nil
 	}
@@ -234,18 +235,18 @@ func (r *Rclone) syncLocal(remote string, dir bool) error {
 }
 
 // removeQuietly deletes a temporary upload if the backend left one behind.
-func (r *Rclone) removeQuietly(ctx context.Context, remote string) {
+func (r *Store) removeQuietly(ctx context.Context, remote string) {
 	if o, err := r.f.NewObject(ctx, remote); err == nil {
 		_ = o.Remove(ctx)
 	}
 }
 
-// GetRange implements ObjectStore. Handles of recently used objects are
+// GetRange implements objstore.ObjectStore. Handles of recently used objects are
 // cached (objects are immutable), so a read is one request; a handle that
 // went stale because the object was deleted elsewhere is dropped and looked
 // up again once.
-func (r *Rclone) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
-	if err := ValidateName(name); err != nil {
+func (r *Store) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	if err := objstore.ValidateName(name); err != nil {
 		return nil, fmt.Errorf("get %s: %w", name, err)
 	}
 	obj, cached := r.handles.Get(name)
@@ -257,7 +258,7 @@ func (r *Rclone) GetRange(ctx context.Context, name string, off, length int64) (
 				return nil, fmt.Errorf("get %s: %w", name, err)
 			}
 		}
-		n, err := checkRange(name, obj.Size(), off, length)
+		n, err := objstore.CheckRange(name, obj.Size(), off, length)
 		if err != nil {
 			return nil, err
 		}
@@ -267,7 +268,7 @@ func (r *Rclone) GetRange(ctx context.Context, name string, off, length int64) (
 		rc, err := obj.Open(ctx, &rfs.RangeOption{Start: off, End: off + n - 1})
 		if err != nil {
 			err = mapNotFound(err)
-			if cached && errors.Is(err, ErrNotFound) {
+			if cached && errors.Is(err, objstore.ErrNotFound) {
 				r.handles.Remove(name)
 				cached = false
 				continue
@@ -279,7 +280,7 @@ func (r *Rclone) GetRange(ctx context.Context, name string, off, length int64) (
 }
 
 // lookup finds an object and refreshes its cached handle.
-func (r *Rclone) lookup(ctx context.Context, name string) (rfs.Object, error) {
+func (r *Store) lookup(ctx context.Context, name string) (rfs.Object, error) {
 	obj, err := r.f.NewObject(ctx, shardPath(name))
 	if err != nil {
 		r.handles.Remove(name)
@@ -289,21 +290,21 @@ func (r *Rclone) lookup(ctx context.Context, name string) (rfs.Object, error) {
 	return obj, nil
 }
 
-// Stat implements ObjectStore. It always asks the backend.
-func (r *Rclone) Stat(ctx context.Context, name string) (ObjectInfo, error) {
-	if err := ValidateName(name); err != nil {
-		return ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
+// Stat implements objstore.ObjectStore. It always asks the backend.
+func (r *Store) Stat(ctx context.Context, name string) (objstore.ObjectInfo, error) {
+	if err := objstore.ValidateName(name); err != nil {
+		return objstore.ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
 	}
 	obj, err := r.lookup(ctx, name)
 	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
+		return objstore.ObjectInfo{}, fmt.Errorf("stat %s: %w", name, err)
 	}
-	return ObjectInfo{Name: name, Size: obj.Size()}, nil
+	return objstore.ObjectInfo{Name: name, Size: obj.Size()}, nil
 }
 
-// List implements ObjectStore, with one recursive listing where the backend
+// List implements objstore.ObjectStore, with one recursive listing where the backend
 // has it (S3) and otherwise the root plus each shard folder.
-func (r *Rclone) List(ctx context.Context, fn func(ObjectInfo) error) error {
+func (r *Store) List(ctx context.Context, fn func(objstore.ObjectInfo) error) error {
 	var fnErr error
 	visit := func(entries rfs.DirEntries) error {
 		for _, e := range entries {
@@ -315,7 +316,7 @@ func (r *Rclone) List(ctx context.Context, fn func(ObjectInfo) error) error {
 			if !ok {
 				continue
 			}
-			if err := fn(ObjectInfo{Name: name, Size: o.Size()}); err != nil {
+			if err := fn(objstore.ObjectInfo{Name: name, Size: o.Size()}); err != nil {
 				fnErr = err
 				return err
 			}
@@ -341,7 +342,7 @@ func (r *Rclone) List(ctx context.Context, fn func(ObjectInfo) error) error {
 	}
 	for _, e := range top {
 		d, ok := e.(rfs.Directory)
-		if !ok || len(d.Remote()) > 2 || ValidateName(d.Remote()) != nil {
+		if !ok || len(d.Remote()) > 2 || objstore.ValidateName(d.Remote()) != nil {
 			continue
 		}
 		entries, err := r.f.List(ctx, d.Remote())
@@ -358,9 +359,9 @@ func (r *Rclone) List(ctx context.Context, fn func(ObjectInfo) error) error {
 	return nil
 }
 
-// Delete implements ObjectStore.
-func (r *Rclone) Delete(ctx context.Context, name string) error {
-	if err := ValidateName(name); err != nil {
+// Delete implements objstore.ObjectStore.
+func (r *Store) Delete(ctx context.Context, name string) error {
+	if err := objstore.ValidateName(name); err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	r.handles.Remove(name)
@@ -376,7 +377,7 @@ func (r *Rclone) Delete(ctx context.Context, name string) error {
 
 // removeStaleTemps deletes uploads a crashed process left in tmpDir. Recent
 // ones may belong to another live process sharing the folder, so they stay.
-func (r *Rclone) removeStaleTemps(ctx context.Context) error {
+func (r *Store) removeStaleTemps(ctx context.Context) error {
 	entries, err := r.f.List(ctx, tmpDir)
 	if errors.Is(err, rfs.ErrorDirNotFound) {
 		return nil
@@ -389,7 +390,7 @@ func (r *Rclone) removeStaleTemps(ctx context.Context) error {
 		if !ok || time.Since(o.ModTime(ctx)) < staleTempAge {
 			continue
 		}
-		if err := o.Remove(ctx); err != nil && !errors.Is(mapNotFound(err), ErrNotFound) {
+		if err := o.Remove(ctx); err != nil && !errors.Is(mapNotFound(err), objstore.ErrNotFound) {
 			return fmt.Errorf("remove stale upload %s: %w", o.Remote(), err)
 		}
 	}
@@ -397,10 +398,10 @@ func (r *Rclone) removeStaleTemps(ctx context.Context) error {
 }
 
 // mapNotFound turns the backends' ways of saying "no such object" into
-// ErrNotFound, keeping the original text.
+// objstore.ErrNotFound, keeping the original text.
 func mapNotFound(err error) error {
 	if errors.Is(err, rfs.ErrorObjectNotFound) || errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w (%v)", ErrNotFound, err)
+		return fmt.Errorf("%w (%v)", objstore.ErrNotFound, err)
 	}
 	return err
 }

@@ -1,7 +1,8 @@
-package objstore
+package rclonestore
 
 import (
 	"context"
+	"github.com/anysync/anysync/store/objstore"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,7 +35,7 @@ func FuzzNameFromPath(f *testing.F) {
 		if !ok {
 			return
 		}
-		if err := ValidateName(name); err != nil {
+		if err := objstore.ValidateName(name); err != nil {
 			t.Fatalf("accepted invalid name %q from %q: %v", name, p, err)
 		}
 		if shardPath(name) != p {
@@ -84,7 +85,7 @@ func FuzzParseConfigSection(f *testing.F) {
 // is not silently skipped.
 func TestLocalRootMatchesFiles(t *testing.T) {
 	dir := t.TempDir()
-	r, err := NewRclone(context.Background(), dir)
+	r, err := New(context.Background(), dir)
 	if err != nil {
 		t.Fatal(err)
 	}
