@@ -34,7 +34,7 @@ import (
 // not a valid shard, so listings never see it.
 const tmpDir = ".tmp"
 
-// staleTempAge is how old an upload in tmpDir must be before NewRclone
+// staleTempAge is how old an upload in tmpDir must be before rclonestore.New
 // deletes it as left over from a crash.
 const staleTempAge = 24 * time.Hour
 
@@ -56,18 +56,18 @@ type Store struct {
 
 var _ objstore.ObjectStore = (*Store)(nil)
 
-// NewRclone opens an rclone remote given as a path or connection string:
+// rclonestore.New opens an rclone remote given as a path or connection string:
 // "/path/to/dir", ":local:/path", or
 // ":s3,provider=Other,endpoint='http://host:port',access_key_id=...,secret_access_key=...:bucket/prefix".
 // Only the local and s3 backends are available. No rclone config file is
-// read; named remotes ("name:path") need NewRcloneWithConfig. Backend
+// read; named remotes ("name:path") need rclonestore.NewWithConfig. Backend
 // options may also come from RCLONE_<BACKEND>_<OPTION> environment
 // variables, as in rclone.
 func New(ctx context.Context, remote string) (*Store, error) {
 	return NewWithConfig(ctx, remote, "")
 }
 
-// NewRcloneWithConfig is NewRclone, resolving a named remote ("name:path")
+// rclonestore.NewWithConfig is rclonestore.New, resolving a named remote ("name:path")
 // from the given rclone config file (unencrypted INI, as written by
 // `rclone config`). configFile may be empty for no config file.
 func NewWithConfig(ctx context.Context, remote, configFile string) (*Store, error) {

@@ -26,7 +26,7 @@ func newLocal(t testing.TB, dir string) *rclonestore.Store {
 	t.Helper()
 	s, err := rclonestore.New(context.Background(), dir)
 	if err != nil {
-		t.Fatalf("NewRclone(%s): %v", dir, err)
+		t.Fatalf("rclonestore.New(%s): %v", dir, err)
 	}
 	return s
 }
@@ -288,7 +288,7 @@ force_path_style = true
 func TestOnlyLocalAndS3Backends(t *testing.T) {
 	for _, remote := range []string{":sftp,host=127.0.0.1:x", ":drive:x", ":crypt:x"} {
 		if _, err := rclonestore.New(context.Background(), remote); err == nil {
-			t.Errorf("NewRclone(%s) succeeded; only local and s3 should be built in", remote)
+			t.Errorf("rclonestore.New(%s) succeeded; only local and s3 should be built in", remote)
 		}
 	}
 }
