@@ -22,7 +22,7 @@ var errUploadData = errors.New("bad upload")
 // reports io.EOF only when the client has closed its side after exactly the
 // declared size, so a short or long upload never looks complete.
 type uploadReader struct {
-	stream    grpc.ClientStreamingServer[pb.UploadPackRequest, pb.UploadPackResponse]
+	stream    interface{ Recv() (*pb.UploadPackRequest, error) }
 	buf       []byte
 	remaining int64
 	received  int64

@@ -23,15 +23,16 @@ func invalid(format string, args ...any) error {
 // NormalizeEmail lowercases and trims an email address and checks that it
 // is plausible: one '@' between non-empty parts, printable, bounded.
 func NormalizeEmail(s string) (string, error) {
+	// Checked before lowercasing, which would turn bad bytes into U+FFFD.
+	if !utf8.ValidString(s) {
+		return "", invalid("email is not valid UTF-8")
+	}
 	e := strings.ToLower(strings.TrimSpace(s))
 	if e == "" {
 		return "", invalid("email is empty")
 	}
 	if len(e) > pb.MaxEmail {
 		return "", invalid("email is longer than %d bytes", pb.MaxEmail)
-	}
-	if !utf8.ValidString(e) {
-		return "", invalid("email is not valid UTF-8")
 	}
 	for _, r := range e {
 		if unicode.IsSpace(r) || !unicode.IsPrint(r) {
