@@ -4,10 +4,17 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os"
+	"strconv"
 	"testing"
 
+	"github.com/anysync/anysync/store/cache"
 	"github.com/anysync/anysync/store/objstore"
 )
+
+// The chunk cache is the repository's cache.
+var _ Cache = (*cache.Cache)(nil)
 
 // BenchmarkWriteFile measures the whole write pipeline on incompressible
 // data: chunk, ID, compression probe, seal, pack, upload to memory.
@@ -33,6 +40,59 @@ func BenchmarkWriteFile(b *testing.B) {
 				if err := r.Flush(context.Background()); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadCached reads a file whose chunks are all in the cache: from
+// the memory tier (decrypted), and from the disk tier (sealed: each read
+// opens and verifies). ANYSYNC_BENCH_MIB sets the file size (default 256).
+func BenchmarkReadCached(b *testing.B) {
+	size := 256 << 20
+	if v := os.Getenv("ANYSYNC_BENCH_MIB"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			b.Fatal(err)
+		}
+		size = n << 20
+	}
+	data := randomData(size, 12)
+	for _, tier := range []string{"memory", "disk"} {
+		b.Run(tier, func(b *testing.B) {
+			opts := cache.Options{MemBytes: int64(size) * 2, DiskBytes: int64(size) * 2}
+			if tier == "disk" {
+				opts.MemBytes = 8 << 20
+			}
+			c, err := cache.Open(b.TempDir(), opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			fx := newFixture()
+			w := fx.open(b, nil)
+			refs := writeFile(b, w, data)
+			if err := w.Flush(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			r, err := Open(Config{Keys: fx.keys, Objects: fx.objs, Index: fx.index, Cache: c})
+			if err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 1<<20)
+			readFile := func() {
+				fr := r.NewReader(context.Background(), refs)
+				for off := int64(0); off < fr.Size(); off += int64(len(buf)) {
+					if _, err := fr.ReadAt(buf, off); err != nil && err != io.EOF {
+						b.Fatal(err)
+					}
+				}
+			}
+			readFile() // warm the cache
+			b.SetBytes(int64(size))
+			b.ResetTimer()
+			for b.Loop() {
+				readFile()
 			}
 		})
 	}

@@ -371,3 +371,26 @@ func TestReadBeforeFlush(t *testing.T) {
 		t.Fatal("reading a pending chunk did not store it")
 	}
 }
+
+func TestVerifyBlob(t *testing.T) {
+	fx := newFixture()
+	r := fx.open(t, &smallChunks)
+	refs := writeFile(t, r, randomData(100<<10, 4))
+	if err := r.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range refs {
+		if err := r.VerifyBlob(context.Background(), crypto.BlobData, c.ID); err != nil {
+			t.Fatalf("VerifyBlob(%s): %v", c.ID.Short(), err)
+		}
+	}
+	// An index entry that points a chunk's ID at another chunk's bytes
+	// fails authentication rather than verifying.
+	if len(refs) > 1 {
+		loc, _, _ := fx.index.Lookup(refs[1].ID)
+		_ = fx.index.Add([]IndexEntry{{ID: refs[0].ID, Location: loc}})
+		if err := fx.open(t, &smallChunks).VerifyBlob(context.Background(), crypto.BlobData, refs[0].ID); !errors.Is(err, crypto.ErrAuth) {
+			t.Fatalf("VerifyBlob of a swapped chunk: %v", err)
+		}
+	}
+}
