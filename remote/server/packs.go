@@ -22,7 +22,9 @@ var errUploadData = errors.New("bad upload")
 // reports io.EOF only when the client has closed its side after exactly the
 // declared size, so a short or long upload never looks complete.
 type uploadReader struct {
-	stream    interface{ Recv() (*pb.UploadPackRequest, error) }
+	stream interface {
+		Recv() (*pb.UploadPackRequest, error)
+	}
 	buf       []byte
 	remaining int64
 	received  int64
