@@ -149,7 +149,7 @@ func shortMethod(full string) string {
 	return full
 }
 
-func (s *Service) logCall(ctx context.Context, method string, start time.Time, ci *callInfo, err error) {
+func (s *Service) logCall(ctx context.Context, method string, start time.Time, ci *callInfo, cause, err error) {
 	code := status.Code(err)
 	level := slog.LevelInfo
 	if code == codes.Internal || code == codes.Unknown {
@@ -175,6 +175,10 @@ func (s *Service) logCall(ctx context.Context, method string, start time.Time, c
 	if err != nil && code != codes.OK {
 		attrs = append(attrs, slog.String("err", status.Convert(err).Message()))
 	}
+	if cause != nil && level == slog.LevelError {
+		// What the client saw as "internal server error".
+		attrs = append(attrs, slog.String("cause", cause.Error()))
+	}
 	s.log.LogAttrs(ctx, level, "rpc", attrs...)
 }
 
@@ -197,11 +201,12 @@ func (s *Service) UnaryInterceptor(ctx context.Context, req any, info *grpc.Unar
 	start := time.Now()
 	ctx, ci, err := s.prepare(ctx, info.FullMethod)
 	var resp any
+	var cause error
 	if err == nil {
-		resp, err = handler(ctx, req)
-		err = toStatus(err)
+		resp, cause = handler(ctx, req)
+		err = toStatus(cause)
 	}
-	s.logCall(ctx, info.FullMethod, start, ci, err)
+	s.logCall(ctx, info.FullMethod, start, ci, cause, err)
 	return resp, err
 }
 
@@ -216,10 +221,12 @@ func (w *wrappedStream) Context() context.Context { return w.ctx }
 func (s *Service) StreamInterceptor(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 	start := time.Now()
 	ctx, ci, err := s.prepare(ss.Context(), info.FullMethod)
+	var cause error
 	if err == nil {
-		err = toStatus(handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx}))
+		cause = handler(srv, &wrappedStream{ServerStream: ss, ctx: ctx})
+		err = toStatus(cause)
 	}
-	s.logCall(ctx, info.FullMethod, start, ci, err)
+	s.logCall(ctx, info.FullMethod, start, ci, cause, err)
 	return err
 }
 
