@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	pb "github.com/anysync/anysync/proto/anysyncpb"
 	"github.com/anysync/anysync/store/objstore"
@@ -24,6 +25,13 @@ func checkPackName(name string) error {
 	return nil
 }
 
+// transferTimeout is the deadline of one try of moving n bytes: the base
+// transfer time plus a second per 64 KiB, so a slow link is slow, not
+// stuck in a loop of timed-out retries.
+func (c *Client) transferTimeout(n int64) time.Duration {
+	return c.opts.transferTime + time.Duration(n>>16)*time.Second
+}
+
 // UploadPack stores a pack. It returns once the server has the whole pack
 // in storage. A failed upload is retried whole; an upload whose answer was
 // lost finds the pack there on retry and succeeds.
@@ -34,7 +42,7 @@ func (c *Client) UploadPack(ctx context.Context, name string, data []byte) error
 	if len(data) == 0 {
 		return fmt.Errorf("upload pack %s: %w: empty pack", name, ErrInvalid)
 	}
-	return c.do(ctx, "upload pack "+name, c.opts.transferTime, func(ctx context.Context, _ int) error {
+	return c.do(ctx, "upload pack "+name, c.transferTimeout(int64(len(data))), func(ctx context.Context, _ int) error {
 		return c.uploadOnce(ctx, name, data)
 	})
 }
@@ -90,7 +98,7 @@ func (c *Client) DownloadRange(ctx context.Context, pack string, off, length int
 	for int64(len(out)) < length {
 		n := min(length-int64(len(out)), pb.MaxRange)
 		at := off + int64(len(out))
-		err := c.do(ctx, "download "+pack, c.opts.transferTime, func(ctx context.Context, _ int) error {
+		err := c.do(ctx, "download "+pack, c.transferTimeout(n), func(ctx context.Context, _ int) error {
 			resp, err := c.api.DownloadRange(ctx, &pb.DownloadRangeRequest{Pack: pack, Offset: uint64(at), Length: uint32(n)})
 			if err != nil {
 				return err

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,14 +148,12 @@ type Account struct {
 	Client     *remote.Client // authenticated with Session.Token
 }
 
-var counter atomic.Int64
-
 // SignUp creates an account with a random proof and opaque master.keys,
 // and returns it with a client that carries its token.
 func (s *Server) SignUp(t testing.TB, email string) *Account {
 	t.Helper()
 	if email == "" {
-		email = fmt.Sprintf("user%d@example.org", counter.Add(1))
+		email = fmt.Sprintf("user-%x@example.org", RandomBytes(t, 6))
 	}
 	p, err := crypto.NewScryptParams()
 	if err != nil {

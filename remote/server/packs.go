@@ -199,6 +199,11 @@ func (s *Service) DownloadRange(ctx context.Context, req *pb.DownloadRangeReques
 	if off+n > p.Size {
 		return nil, status.Errorf(codes.OutOfRange, "range %d+%d lies past the end of pack %s (%d bytes)", off, n, p.Name, p.Size)
 	}
+	// Many clients reading 16 MiB ranges at once must not exhaust memory.
+	if err := s.downloads.Acquire(ctx, n); err != nil {
+		return nil, err
+	}
+	defer s.downloads.Release(n)
 	rc, err := s.objects.GetRange(ctx, storageKey(id.userID, p.Name), off, n)
 	if err != nil {
 		return nil, fmt.Errorf("read pack %s: %w", p.Name, err)

@@ -20,6 +20,7 @@ import (
 	pb "github.com/anysync/anysync/proto/anysyncpb"
 	"github.com/anysync/anysync/remote/server/meta"
 	"github.com/anysync/anysync/store/objstore"
+	"golang.org/x/sync/semaphore"
 )
 
 // RateLimit lets Burst failures through, then one every Every.
@@ -53,6 +54,9 @@ type Options struct {
 	WatchRecheck time.Duration
 	// UploadTimeout bounds one pack upload.
 	UploadTimeout time.Duration
+	// DownloadMemory bounds the bytes of range reads held in memory at
+	// once, over all clients (default 256 MiB); further reads wait.
+	DownloadMemory int64
 }
 
 func (o *Options) setDefaults() error {
@@ -83,6 +87,9 @@ func (o *Options) setDefaults() error {
 	if o.UploadTimeout == 0 {
 		o.UploadTimeout = 30 * time.Minute
 	}
+	if o.DownloadMemory < pb.MaxRange {
+		o.DownloadMemory = 256 << 20
+	}
 	return nil
 }
 
@@ -97,6 +104,7 @@ type Service struct {
 	accountLimit *limiter
 	addrLimit    *limiter
 	watchers     *broadcaster
+	downloads    *semaphore.Weighted
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed when the server begins to shut down
@@ -123,6 +131,7 @@ func New(m meta.Store, objects objstore.ObjectStore, opts Options) (*Service, er
 		accountLimit: accounts,
 		addrLimit:    addrs,
 		watchers:     newBroadcaster(),
+		downloads:    semaphore.NewWeighted(opts.DownloadMemory),
 		stopping:     make(chan struct{}),
 	}, nil
 }
