@@ -93,7 +93,8 @@ type Client struct {
 // `anysync-server init` and FetchFingerprint), unless WithCAFile is given.
 //
 // Dial makes one TLS handshake to check the certificate: a wrong
-// fingerprint fails Dial with ErrFingerprintMismatch. A server that cannot
+// fingerprint fails Dial with ErrFingerprintMismatch (an untrusted
+// certificate in CA mode with ErrUntrustedCertificate). A server that cannot
 // be reached does not fail Dial: calls retry, and return ErrUnavailable
 // when their retries run out, so a client can start offline.
 func Dial(ctx context.Context, addr, fingerprint string, opts ...Option) (*Client, error) {
@@ -110,8 +111,8 @@ func Dial(ctx context.Context, addr, fingerprint string, opts ...Option) (*Clien
 	if err != nil {
 		return nil, err
 	}
-	if err := probe(ctx, addr, tlsCfg); err != nil && errors.Is(err, ErrFingerprintMismatch) {
-		return nil, err
+	if err := probe(ctx, addr, tlsCfg); err != nil && c.pinErr() != nil {
+		return nil, c.pinErr()
 	}
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
@@ -140,7 +141,25 @@ func (c *conn) tlsConfig(addr, fingerprint string) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server address %q: %w", addr, err)
 		}
-		cfg.RootCAs, cfg.ServerName = pool, host
+		// Verified by hand, like the pin, so a failure is recorded and
+		// never retried.
+		cfg.InsecureSkipVerify = true
+		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return fmt.Errorf("%w: server sent no certificate", ErrUntrustedCertificate)
+			}
+			inter := x509.NewCertPool()
+			for _, cert := range cs.PeerCertificates[1:] {
+				inter.AddCert(cert)
+			}
+			_, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, DNSName: host})
+			if err != nil {
+				err = fmt.Errorf("%w: %v: refusing to connect", ErrUntrustedCertificate, err)
+				c.setPinError(err)
+				return err
+			}
+			return nil
+		}
 		return cfg, nil
 	}
 	if fingerprint == "" {

@@ -51,6 +51,9 @@ var (
 	// ErrFingerprintMismatch: the server's certificate is not the pinned
 	// one.
 	ErrFingerprintMismatch = errors.New("server certificate fingerprint mismatch")
+	// ErrUntrustedCertificate: with WithCAFile, the server's certificate
+	// does not verify against the CA for the server's name.
+	ErrUntrustedCertificate = errors.New("server certificate not trusted")
 	// ErrBadResponse: the server's answer broke the protocol.
 	ErrBadResponse = errors.New("malformed server response")
 	// ErrServer: any other server-side failure.

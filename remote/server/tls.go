@@ -50,7 +50,8 @@ func GenerateCert(hosts []string) (certPEM, keyPEM []byte, err error) {
 			continue
 		}
 		if ip := net.ParseIP(h); ip != nil {
-			if !ip.IsUnspecified() && !ip.IsLoopback() {
+			// 0.0.0.0 and :: mean "every address", not a name to verify.
+			if !ip.IsUnspecified() && !ip.Equal(net.IPv4(127, 0, 0, 1)) && !ip.Equal(net.IPv6loopback) {
 				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 			}
 		} else {
