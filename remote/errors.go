@@ -36,8 +36,7 @@ var (
 	ErrQuota = errors.New("storage quota exceeded")
 	// ErrPackInUse: DeletePack of a pack the index refers to.
 	ErrPackInUse = errors.New("pack in use")
-	// ErrPackExists: a pack of that name exists with another size, or is
-	// being uploaded by another call.
+	// ErrPackExists: a pack of that name exists with another size.
 	ErrPackExists = errors.New("pack exists")
 	// ErrNotFound: no such pack or device in this account.
 	ErrNotFound = errors.New("not found")

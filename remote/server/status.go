@@ -49,8 +49,10 @@ func toStatus(err error) error {
 		return typed(codes.ResourceExhausted, pb.ReasonQuota, "storage quota exceeded: "+err.Error())
 	case errors.Is(err, meta.ErrPackInUse):
 		return typed(codes.FailedPrecondition, pb.ReasonPackInUse, err.Error())
-	case errors.Is(err, meta.ErrPackExists):
-		return typed(codes.AlreadyExists, pb.ReasonPackExists, err.Error())
+	case errors.Is(err, meta.ErrPackBusy):
+		// Usually the cut-off first try of this very upload, whose
+		// reservation is about to go: the client retries.
+		return status.Error(codes.Unavailable, "an upload or deletion of this pack is in progress; retry")
 	case errors.Is(err, meta.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, context.Canceled):

@@ -15,14 +15,14 @@ import (
 
 // Errors returned (wrapped) by every Store implementation.
 var (
-	ErrNotFound   = errors.New("not found")
-	ErrExists     = errors.New("already exists")
-	ErrHeadMoved  = errors.New("head moved")
-	ErrQuota      = errors.New("quota exceeded")
-	ErrPackInUse  = errors.New("pack is referenced by the index")
-	ErrBadCommit  = errors.New("commit refers to data that is not stored")
-	ErrConflict   = errors.New("concurrent update")
-	ErrPackExists = errors.New("pack already exists")
+	ErrNotFound  = errors.New("not found")
+	ErrExists    = errors.New("already exists")
+	ErrHeadMoved = errors.New("head moved")
+	ErrQuota     = errors.New("quota exceeded")
+	ErrPackInUse = errors.New("pack is referenced by the index")
+	ErrBadCommit = errors.New("commit refers to data that is not stored")
+	ErrConflict  = errors.New("concurrent update")
+	ErrPackBusy  = errors.New("a pack of that name exists or is being uploaded or deleted")
 )
 
 // Params are an account's scrypt parameters.
@@ -152,8 +152,8 @@ type Store interface {
 	HasBlobs(ctx context.Context, userID string, ids []crypto.ID) ([]bool, error)
 
 	// ReservePack records an upload in progress and charges its size to
-	// the account: ErrQuota if that would exceed the quota, ErrPackExists
-	// if the name is taken.
+	// the account: ErrQuota if that would exceed the quota, ErrPackBusy
+	// if the name is taken in any state.
 	ReservePack(ctx context.Context, userID, name string, size int64, now time.Time) error
 	// CompletePack marks a reserved pack as stored.
 	CompletePack(ctx context.Context, userID, name string) error

@@ -693,7 +693,7 @@ func (s *SQLite) ReservePack(ctx context.Context, userID, name string, size int6
 		var one int
 		err = tx.QueryRowContext(ctx, "SELECT 1 FROM packs WHERE user_num = ? AND name = ?", num, name).Scan(&one)
 		if err == nil {
-			return fmt.Errorf("reserve pack %s: %w", name, ErrPackExists)
+			return fmt.Errorf("reserve pack %s: %w", name, ErrPackBusy)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("reserve pack: %w", err)

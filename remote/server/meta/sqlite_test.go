@@ -225,7 +225,7 @@ func TestReservationsAndQuota(t *testing.T) {
 	if err := s.ReservePack(ctx, u.ID, hexName("b"), 500, time.Now()); !errors.Is(err, ErrQuota) {
 		t.Fatalf("over quota: %v", err)
 	}
-	if err := s.ReservePack(ctx, u.ID, hexName("a"), 10, time.Now()); !errors.Is(err, ErrPackExists) {
+	if err := s.ReservePack(ctx, u.ID, hexName("a"), 10, time.Now()); !errors.Is(err, ErrPackBusy) {
 		t.Fatalf("same name twice: %v", err)
 	}
 	if _, err := s.Pack(ctx, u.ID, hexName("a")); !errors.Is(err, ErrNotFound) {
