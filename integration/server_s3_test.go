@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -105,5 +107,27 @@ func TestServerS3Storage(t *testing.T) {
 	}
 	if keys := s3.keys(t, "anysync"); len(keys) != 1 || !strings.HasSuffix(keys[0], name) {
 		t.Fatalf("bucket keys after delete %v", keys)
+	}
+}
+
+// --storage may name a remote from an rclone config file.
+func TestServerNamedRemote(t *testing.T) {
+	s3 := newFakeS3(t, "named")
+	conf := filepath.Join(t.TempDir(), "rclone.conf")
+	err := os.WriteFile(conf, []byte(fmt.Sprintf("[fake]\ntype = s3\nprovider = Other\nendpoint = %s\n"+
+		"access_key_id = test\nsecret_access_key = test\nregion = us-east-1\nforce_path_style = true\n", s3.url)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := initServer(t, "--storage", "fake:named/anysync", "--rclone-config", conf)
+	d.start(t)
+	u := d.signUp(t, "named@example.org")
+	commit(t, u.c, remote.Head{}, "named-remote")
+	keys := s3.keys(t, "named")
+	if len(keys) != 1 || !strings.HasPrefix(keys[0], "anysync/") {
+		t.Fatalf("bucket keys %v", keys)
+	}
+	if out, err := serverCLI(t, "init", "--data", filepath.Join(t.TempDir(), "x"), "--storage", "nosuch:bucket", "--rclone-config", conf); err == nil {
+		t.Fatalf("init with an unknown remote succeeded:\n%s", out)
 	}
 }
