@@ -70,7 +70,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	return e.Op + ": " + e.kinds[0].Error() + ": " + e.Msg
+	if e.Msg == "" {
+		return e.Op + ": " + e.kinds[0].Error()
+	}
+	return e.Op + ": " + e.Msg
 }
 
 // Unwrap returns the sentinels e matches.

@@ -46,7 +46,7 @@ func toStatus(err error) error {
 	case errors.Is(err, meta.ErrBadCommit):
 		return typed(codes.FailedPrecondition, pb.ReasonBadCommit, err.Error())
 	case errors.Is(err, meta.ErrQuota):
-		return typed(codes.ResourceExhausted, pb.ReasonQuota, "storage quota exceeded: "+err.Error())
+		return typed(codes.ResourceExhausted, pb.ReasonQuota, "storage "+err.Error())
 	case errors.Is(err, meta.ErrPackInUse):
 		return typed(codes.FailedPrecondition, pb.ReasonPackInUse, err.Error())
 	case errors.Is(err, meta.ErrPackBusy):

@@ -699,7 +699,7 @@ func (s *SQLite) ReservePack(ctx context.Context, userID, name string, size int6
 			return fmt.Errorf("reserve pack: %w", err)
 		}
 		if quota > 0 && used+size > quota {
-			return fmt.Errorf("pack of %d bytes with %d of %d bytes used: %w", size, used, quota, ErrQuota)
+			return fmt.Errorf("%w: a pack of %d bytes does not fit, %d of %d bytes used", ErrQuota, size, used, quota)
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO packs (user_num, name, size, state, updated_ms) VALUES (?,?,?,?,?)",
 			num, name, size, packUploading, ms(now)); err != nil {
