@@ -94,7 +94,10 @@ func (c *Client) DownloadRange(ctx context.Context, pack string, off, length int
 		}
 		length = info.Size - off
 	}
-	out := make([]byte, 0, length)
+	var out []byte
+	if length > pb.MaxRange {
+		out = make([]byte, 0, length)
+	}
 	for int64(len(out)) < length {
 		n := min(length-int64(len(out)), pb.MaxRange)
 		at := off + int64(len(out))
@@ -106,7 +109,11 @@ func (c *Client) DownloadRange(ctx context.Context, pack string, off, length int
 			if int64(len(resp.GetData())) != n {
 				return fmt.Errorf("%w: %d bytes for a range of %d", ErrBadResponse, len(resp.GetData()), n)
 			}
-			out = append(out, resp.GetData()...)
+			if n == length {
+				out = resp.GetData() // one call: no copy
+			} else {
+				out = append(out, resp.GetData()...)
+			}
 			return nil
 		})
 		if err != nil {
