@@ -61,6 +61,7 @@ var migrations = []string{
 		size INTEGER NOT NULL,
 		state INTEGER NOT NULL,
 		updated_ms INTEGER NOT NULL,
+		refs INTEGER NOT NULL DEFAULT 0,
 		UNIQUE (user_num, name)
 	);
 	CREATE INDEX packs_by_state ON packs(state, updated_ms);
@@ -74,8 +75,7 @@ var migrations = []string{
 		len INTEGER NOT NULL,
 		PRIMARY KEY (user_num, seq, n)
 	) WITHOUT ROWID;
-	CREATE INDEX blobs_by_id ON blobs(user_num, blob_id);
-	CREATE INDEX blobs_by_pack ON blobs(pack_num);`,
+	CREATE INDEX blobs_by_id ON blobs(user_num, blob_id);`,
 }
 
 // Pack states.
@@ -103,6 +103,9 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 	// A big commit's index pages stay in memory until COMMIT instead of
 	// spilling to the WAL page by page.
 	q.Add("_pragma", "cache_size(-65536)")
+	// Multi-row inserts keep a statement journal; in memory it costs no
+	// system calls.
+	q.Add("_pragma", "temp_store(MEMORY)")
 	// Writers take the lock up front, so a read-then-write transaction
 	// never fails half way with SQLITE_BUSY.
 	q.Set("_txlock", "immediate")
@@ -467,6 +470,7 @@ func (s *SQLite) Versions(ctx context.Context, userID string, afterSeq uint64, l
 type packRow struct {
 	num  int64
 	size int64
+	refs int64 // entries of this commit in the pack
 }
 
 // Commit implements Store.
@@ -496,12 +500,13 @@ func (s *SQLite) Commit(ctx context.Context, userID string, c Commit) (Head, err
 				if err != nil {
 					return fmt.Errorf("commit: look up pack: %w", err)
 				}
-				packs[e.Pack] = p
 			}
 			if e.Length == 0 || int64(e.Offset)+int64(e.Length) > p.size {
 				return fmt.Errorf("commit: blob %s at %d+%d lies outside pack %s of %d bytes: %w",
 					e.Blob.Short(), e.Offset, e.Length, e.Pack, p.size, ErrBadCommit)
 			}
+			p.refs++
+			packs[e.Pack] = p
 			if e.Blob == c.Version {
 				versionIndexed = true
 			}
@@ -519,6 +524,13 @@ func (s *SQLite) Commit(ctx context.Context, userID string, c Commit) (Head, err
 		seq := h.Seq + 1
 		if err := insertEntries(ctx, tx, num, seq, c.Entries, packs); err != nil {
 			return err
+		}
+		// Reference counts stand in for an index of blobs by pack, which
+		// would cost every insert a third B-tree.
+		for _, p := range packs {
+			if _, err := tx.ExecContext(ctx, "UPDATE packs SET refs = refs + ? WHERE num = ?", p.refs, p.num); err != nil {
+				return fmt.Errorf("commit: count pack references: %w", err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, "INSERT INTO versions (user_num, seq, version_id, parent_id, time_ms, device_id) VALUES (?,?,?,?,?,?)",
 			num, seq, c.Version[:], idOrNil(c.Parent), ms(c.Time), c.DeviceID); err != nil {
@@ -725,22 +737,17 @@ func (s *SQLite) CompletePack(ctx context.Context, userID, name string) error {
 // BeginDeletePack implements Store.
 func (s *SQLite) BeginDeletePack(ctx context.Context, userID, name string, now time.Time) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
-		var pnum int64
-		err := tx.QueryRowContext(ctx, `SELECT p.num FROM packs p JOIN users u ON u.num = p.user_num
-			WHERE u.id = ? AND p.name = ? AND p.state = ?`, userID, name, packStored).Scan(&pnum)
+		var pnum, refs int64
+		err := tx.QueryRowContext(ctx, `SELECT p.num, p.refs FROM packs p JOIN users u ON u.num = p.user_num
+			WHERE u.id = ? AND p.name = ? AND p.state = ?`, userID, name, packStored).Scan(&pnum, &refs)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("delete pack %s: %w", name, ErrNotFound)
 		}
 		if err != nil {
 			return fmt.Errorf("delete pack %s: %w", name, err)
 		}
-		var one int
-		err = tx.QueryRowContext(ctx, "SELECT 1 FROM blobs WHERE pack_num = ? LIMIT 1", pnum).Scan(&one)
-		if err == nil {
-			return fmt.Errorf("delete pack %s: %w", name, ErrPackInUse)
-		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("delete pack %s: %w", name, err)
+		if refs > 0 {
+			return fmt.Errorf("delete pack %s: %d index entries: %w", name, refs, ErrPackInUse)
 		}
 		if _, err := tx.ExecContext(ctx, "UPDATE packs SET state = ?, updated_ms = ? WHERE num = ?", packDeleting, ms(now), pnum); err != nil {
 			return fmt.Errorf("delete pack %s: %w", name, err)
