@@ -209,7 +209,11 @@ func FetchFingerprint(ctx context.Context, addr string) (string, error) {
 		return "", fmt.Errorf("fetch certificate of %s: %w", addr, err)
 	}
 	defer nc.Close()
-	certs := nc.(*tls.Conn).ConnectionState().PeerCertificates
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return "", fmt.Errorf("fetch certificate of %s: not a TLS connection", addr)
+	}
+	certs := tc.ConnectionState().PeerCertificates
 	if len(certs) == 0 {
 		return "", fmt.Errorf("fetch certificate of %s: server sent none", addr)
 	}
