@@ -56,7 +56,6 @@ type identityKey struct{}
 type identity struct {
 	userID   string
 	deviceID string
-	token    [32]byte // TokenHash of the presented token
 }
 
 func infoFrom(ctx context.Context) *callInfo {
@@ -127,7 +126,7 @@ func (s *Service) authenticate(ctx context.Context) (identity, error) {
 			s.log.Debug("touch device", "device", d.ID, "err", err)
 		}
 	}
-	return identity{userID: d.UserID, deviceID: d.ID, token: hash}, nil
+	return identity{userID: d.UserID, deviceID: d.ID}, nil
 }
 
 func peerHost(ctx context.Context) string {
