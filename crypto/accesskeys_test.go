@@ -217,7 +217,7 @@ func TestReadAccessKeysTooLarge(t *testing.T) {
 }
 
 // TestAccessKeysEncodingIsDocumented pins the field names of the JSON
-// encoding described in docs/format-keys.md.
+// encoding described in docs/format.md.
 func TestAccessKeysEncodingIsDocumented(t *testing.T) {
 	m := validAccessJSON(t)
 	want := []string{"version", "server", "fingerprint", "email", "user_id", "device_id",

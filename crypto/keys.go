@@ -24,7 +24,7 @@ func NewRandomKey() (Key, error) {
 }
 
 // Purpose labels for HKDF subkeys. Changing one changes every derived key of
-// that kind, so they are part of the format (docs/format-keys.md).
+// that kind, so they are part of the format (docs/format.md).
 const (
 	purposeBlobKey    = "anysync v1 blob key"
 	purposeBlobID     = "anysync v1 blob id"

@@ -10,7 +10,7 @@ import (
 	"math/bits"
 )
 
-// master.keys layout (docs/format-keys.md):
+// master.keys layout (docs/format.md):
 //
 //	header:  "ASMK" | version=1 | log2(N) u8 | r u32be | p u32be | saltLen u8 | salt
 //	wrap 1:  nonce(12) | AES-256-GCM(payload) under the password wrap key,

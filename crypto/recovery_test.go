@@ -101,7 +101,7 @@ func TestRecoveryKeyMalformed(t *testing.T) {
 }
 
 // TestRecoveryKeyGolden pins the printed form (checked against an
-// independent implementation of docs/format-keys.md).
+// independent implementation of docs/format.md).
 func TestRecoveryKeyGolden(t *testing.T) {
 	const want = "MBQW-EY3E-MVTG-O2DJ-NJVW-Y3LO-N5YH-C4TT-OR2X-M53Y-PF5H-W7D5-PZ73-QUYB"
 	k := goldenKeys(t).Recovery

@@ -1,6 +1,6 @@
 // Package pack encodes blobs (zstd, then AES-GCM) and lays them out in pack
 // objects: sealed blobs in random order, an encrypted header listing them,
-// and a fixed-size trailer. docs/format-store.md describes the bytes.
+// and a fixed-size trailer. docs/format.md describes the bytes.
 package pack
 
 import (
