@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	_ "net/http/pprof" // served only when ANYSYNC_PPROF is set
 	"os"
 	"os/exec"
 	"os/signal"
@@ -145,6 +147,7 @@ const readyFD = 3
 func mountCmd(g *globals) *cobra.Command {
 	var foreground, notify bool
 	var cacheMB int64
+	var quiet, maxDelay time.Duration
 	cmd := &cobra.Command{
 		Use:   "mount DIR",
 		Short: "Mount the drive at DIR (returns once mounted; the daemon keeps running)",
@@ -155,11 +158,15 @@ func mountCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if !foreground {
-				return startDaemon(g.home, dir, cacheMB)
+				return startDaemon(g.home, dir, cacheMB, quiet, maxDelay)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			opts := daemon.Options{Home: g.home, Mountpoint: dir, CacheBytes: cacheMB << 20}
+			if addr := os.Getenv("ANYSYNC_PPROF"); addr != "" {
+				// Profiling endpoint for development (net/http/pprof).
+				go func() { _ = http.ListenAndServe(addr, nil) }()
+			}
+			opts := daemon.Options{Home: g.home, Mountpoint: dir, CacheBytes: cacheMB << 20, Quiet: quiet, MaxDelay: maxDelay}
 			if notify {
 				opts.Ready = func() {
 					f := os.NewFile(readyFD, "ready")
@@ -174,12 +181,14 @@ func mountCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&notify, "notify-ready", false, "report readiness on descriptor 3 (used by the background start)")
 	_ = cmd.Flags().MarkHidden("notify-ready")
 	cmd.Flags().Int64Var(&cacheMB, "cache-size", daemon.DefaultCacheBytes>>20, "memory chunk cache size in MiB")
+	cmd.Flags().DurationVar(&quiet, "commit-quiet", time.Second, "commit after changes stop for this long")
+	cmd.Flags().DurationVar(&maxDelay, "commit-max-delay", 10*time.Second, "commit at least this often while changes go on")
 	return cmd
 }
 
 // startDaemon re-executes anysync in the background, in its own session,
 // logging to the home folder, and waits until it reports the mount ready.
-func startDaemon(home, dir string, cacheMB int64) error {
+func startDaemon(home, dir string, cacheMB int64, quiet, maxDelay time.Duration) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -199,7 +208,8 @@ func startDaemon(home, dir string, cacheMB int64) error {
 		return err
 	}
 	defer pr.Close()
-	c := exec.Command(exe, "--home", home, "mount", "--foreground", "--notify-ready", "--cache-size", fmt.Sprint(cacheMB), dir)
+	c := exec.Command(exe, "--home", home, "mount", "--foreground", "--notify-ready", "--cache-size", fmt.Sprint(cacheMB),
+		"--commit-quiet", quiet.String(), "--commit-max-delay", maxDelay.String(), dir)
 	c.Stdout, c.Stderr = logf, logf
 	c.ExtraFiles = []*os.File{pw} // becomes descriptor 3
 	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

@@ -51,9 +51,10 @@ type Options struct {
 	Mountpoint string
 	// CacheBytes bounds the memory chunk cache (default DefaultCacheBytes).
 	CacheBytes int64
-	// Quiet is the committer's debounce (default 1s).
-	Quiet  time.Duration
-	Logger *log.Logger
+	// Quiet is the committer's debounce (default 1s); MaxDelay bounds it
+	// under constant change (default 10s).
+	Quiet, MaxDelay time.Duration
+	Logger          *log.Logger
 	// Ready, if set, is called once the drive is mounted and the control
 	// socket answers.
 	Ready func()
@@ -134,7 +135,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if device == "" {
 		device = keys.DeviceID
 	}
-	d.sync = syncer.New(syncer.Config{FS: d.fs, DB: db, Repo: rp, Remote: remoteAdapter{client}, Device: device, Quiet: o.Quiet,
+	d.sync = syncer.New(syncer.Config{FS: d.fs, DB: db, Repo: rp, Remote: remoteAdapter{client}, Device: device, Quiet: o.Quiet, MaxDelay: o.MaxDelay,
 		Logf: o.Logger.Printf})
 
 	// The server's head first, so the mount shows the cloud tree. Offline,

@@ -35,7 +35,10 @@ func (n *inode) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uin
 	if typeBits(a.Kind) != syscall.S_IFDIR {
 		return nil, 0, syscall.ENOTDIR
 	}
-	return &dir{n: n}, 0, 0
+	// The kernel caches listings (and keeps them across opens); it drops
+	// them itself when entries change through the mount, and the syncer
+	// invalidates directories that remote versions change.
+	return &dir{n: n}, fuse.FOPEN_CACHE_DIR | fuse.FOPEN_KEEP_CACHE, 0
 }
 
 func (d *dir) Readdirent(ctx context.Context) (*fuse.DirEntry, syscall.Errno) {

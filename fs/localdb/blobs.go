@@ -24,7 +24,7 @@ type BlobEntry struct {
 // LookupBlob finds a blob in the local index.
 func (db *DB) LookupBlob(ctx context.Context, id crypto.ID) (BlobLocation, bool, error) {
 	var loc BlobLocation
-	err := db.r.QueryRowContext(ctx, `SELECT pack, off, len FROM blobs WHERE id = ?`, id[:]).Scan(&loc.Pack, &loc.Offset, &loc.Length)
+	err := db.rq.QueryRowContext(ctx, `SELECT pack, off, len FROM blobs WHERE id = ?`, id[:]).Scan(&loc.Pack, &loc.Offset, &loc.Length)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BlobLocation{}, false, nil
 	}
@@ -59,7 +59,7 @@ func (db *DB) AddBlobs(ctx context.Context, entries []BlobEntry, committed bool)
 // UncommittedBlobs returns up to limit index entries not yet sent with a
 // commit.
 func (db *DB) UncommittedBlobs(ctx context.Context, limit int) ([]BlobEntry, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT id, pack, off, len FROM blobs WHERE committed = 0 LIMIT ?`, limit)
+	rows, err := db.rq.QueryContext(ctx, `SELECT id, pack, off, len FROM blobs WHERE committed = 0 LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list uncommitted blobs: %w", err)
 	}

@@ -24,6 +24,17 @@ import (
 // ErrNotFound means no node matched.
 var ErrNotFound = errors.New("node not found")
 
+// ErrExists means a directory already has an entry of that name.
+var ErrExists = errors.New("name exists")
+
+// sqliteConstraintUnique is SQLITE_CONSTRAINT_UNIQUE.
+const sqliteConstraintUnique = 2067
+
+func isUniqueViolation(err error) bool {
+	var e interface{ Code() int }
+	return errors.As(err, &e) && e.Code() == sqliteConstraintUnique
+}
+
 // Kind is a node's type. The values match the tree format's kinds.
 type Kind uint8
 
@@ -114,8 +125,10 @@ const (
 
 // DB is an open node database.
 type DB struct {
-	w, r *sql.DB
-	wal  string
+	w, r   *sql.DB
+	wc, rc *stmtCache
+	rq     cq // reads on the pool, through cached statements
+	wal    string
 }
 
 // Open opens (creating if needed) the database at path.
@@ -131,7 +144,10 @@ func Open(path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open node db %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
+	// Writes are serialized by SQLite (BEGIN IMMEDIATE); the second
+	// connection lets statements be prepared while a transaction is open.
+	w.SetMaxOpenConns(2)
+	w.SetMaxIdleConns(2)
 	if _, err := w.Exec(schema); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("create node db schema in %s: %w", path, err)
@@ -143,7 +159,8 @@ func Open(path string) (*DB, error) {
 	}
 	r.SetMaxOpenConns(4)
 	r.SetMaxIdleConns(4)
-	db := &DB{w: w, r: r, wal: path + "-wal"}
+	db := &DB{w: w, r: r, wc: newStmtCache(w), rc: newStmtCache(r), wal: path + "-wal"}
+	db.rq = cq{c: db.rc}
 	if err := db.ensureRoot(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -169,6 +186,8 @@ func (db *DB) ensureRoot() error {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	db.rc.close()
+	db.wc.close()
 	return errors.Join(db.r.Close(), db.w.Close())
 }
 
@@ -265,31 +284,31 @@ func children(ctx context.Context, q querier, parent uint64, after string, limit
 
 // Attr reads a node without its xattrs and chunks.
 func (db *DB) Attr(ctx context.Context, ino uint64) (Node, error) {
-	return getNode(ctx, db.r, ino, false)
+	return getNode(ctx, db.rq, ino, false)
 }
 
 // Get reads a whole node.
 func (db *DB) Get(ctx context.Context, ino uint64) (Node, error) {
-	return getNode(ctx, db.r, ino, true)
+	return getNode(ctx, db.rq, ino, true)
 }
 
 // Lookup finds a child by name, without its xattrs and chunks.
 func (db *DB) Lookup(ctx context.Context, parent uint64, name string) (Node, error) {
-	return lookupNode(ctx, db.r, parent, name, false)
+	return lookupNode(ctx, db.rq, parent, name, false)
 }
 
 // Children lists up to limit children of parent with names after `after`,
 // in name order, without xattrs and chunks. Pass the last name to continue.
 func (db *DB) Children(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
-	return children(ctx, db.r, parent, after, limit, false)
+	return children(ctx, db.rq, parent, after, limit, false)
 }
 
 // Stats counts nodes for statfs and status.
 func (db *DB) Stats(ctx context.Context) (nodes, dirty int64, err error) {
-	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&nodes); err != nil {
+	if err := db.rq.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&nodes); err != nil {
 		return 0, 0, fmt.Errorf("count nodes: %w", err)
 	}
-	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE flags & ? != 0`, FlagContent).Scan(&dirty); err != nil {
+	if err := db.rq.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE flags & ? != 0`, FlagContent).Scan(&dirty); err != nil {
 		return 0, 0, fmt.Errorf("count dirty nodes: %w", err)
 	}
 	return nodes, dirty, nil
@@ -298,7 +317,7 @@ func (db *DB) Stats(ctx context.Context) (nodes, dirty int64, err error) {
 // GetKV reads a key-value state entry.
 func (db *DB) GetKV(ctx context.Context, key string) ([]byte, bool, error) {
 	var v []byte
-	err := db.r.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
+	err := db.rq.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -314,7 +333,7 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	tx := &Tx{ctx: ctx, tx: t}
+	tx := &Tx{ctx: ctx, tx: t, q: cq{c: db.wc, tx: t}}
 	if err := fn(tx); err != nil {
 		_ = t.Rollback()
 		return err
@@ -329,25 +348,26 @@ func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 type Tx struct {
 	ctx context.Context
 	tx  *sql.Tx
+	q   cq
 }
 
 // Get reads a whole node.
-func (tx *Tx) Get(ino uint64) (Node, error) { return getNode(tx.ctx, tx.tx, ino, true) }
+func (tx *Tx) Get(ino uint64) (Node, error) { return getNode(tx.ctx, tx.q, ino, true) }
 
 // Lookup finds a whole child node by name.
 func (tx *Tx) Lookup(parent uint64, name string) (Node, error) {
-	return lookupNode(tx.ctx, tx.tx, parent, name, true)
+	return lookupNode(tx.ctx, tx.q, parent, name, true)
 }
 
 // Children lists whole children, as DB.Children.
 func (tx *Tx) Children(parent uint64, after string, limit int) ([]Node, error) {
-	return children(tx.ctx, tx.tx, parent, after, limit, true)
+	return children(tx.ctx, tx.q, parent, after, limit, true)
 }
 
 // HasChildren reports whether a directory has any child.
 func (tx *Tx) HasChildren(ino uint64) (bool, error) {
 	var one int
-	err := tx.tx.QueryRowContext(tx.ctx, `SELECT 1 FROM nodes WHERE parent = ? LIMIT 1`, ino).Scan(&one)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT 1 FROM nodes WHERE parent = ? LIMIT 1`, ino).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
 	}
@@ -359,9 +379,12 @@ func (tx *Tx) HasChildren(ino uint64) (bool, error) {
 
 // Insert adds a node and returns its new inode number. n.Ino is ignored.
 func (tx *Tx) Insert(n *Node) (uint64, error) {
-	res, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO nodes (parent, name, kind, mode, size, mtime, ctime, target, xattrs, chunks, tree, flags, staging)
+	res, err := tx.q.ExecContext(tx.ctx, `INSERT INTO nodes (parent, name, kind, mode, size, mtime, ctime, target, xattrs, chunks, tree, flags, staging)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging)
+	if isUniqueViolation(err) {
+		return 0, fmt.Errorf("insert %q in %d: %w", n.Name, n.Parent, ErrExists)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("insert %q in %d: %w", n.Name, n.Parent, err)
 	}
@@ -382,7 +405,7 @@ func treeCol(id crypto.ID) any {
 
 // Put rewrites every column of an existing node.
 func (tx *Tx) Put(n *Node) error {
-	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET parent = ?, name = ?, kind = ?, mode = ?, size = ?, mtime = ?, ctime = ?,
+	_, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET parent = ?, name = ?, kind = ?, mode = ?, size = ?, mtime = ?, ctime = ?,
 		target = ?, xattrs = ?, chunks = ?, tree = ?, flags = ?, staging = ? WHERE ino = ?`,
 		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging, n.Ino)
 	if err != nil {
@@ -393,7 +416,7 @@ func (tx *Tx) Put(n *Node) error {
 
 // SetAttrs updates the small attributes of a node (not xattrs, chunks, tree).
 func (tx *Tx) SetAttrs(n *Node) error {
-	_, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET parent = ?, name = ?, mode = ?, size = ?, mtime = ?, ctime = ?, flags = ?, staging = ? WHERE ino = ?`,
+	_, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET parent = ?, name = ?, mode = ?, size = ?, mtime = ?, ctime = ?, flags = ?, staging = ? WHERE ino = ?`,
 		n.Parent, n.Name, n.Mode, n.Size, n.Mtime, n.Ctime, n.Flags, n.Staging, n.Ino)
 	if err != nil {
 		return fmt.Errorf("update node %d: %w", n.Ino, err)
@@ -403,7 +426,7 @@ func (tx *Tx) SetAttrs(n *Node) error {
 
 // SetTime sets a node's modification and change times.
 func (tx *Tx) SetTime(ino uint64, mtime, ctime int64) error {
-	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET mtime = ?, ctime = ? WHERE ino = ?`, mtime, ctime, ino); err != nil {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET mtime = ?, ctime = ? WHERE ino = ?`, mtime, ctime, ino); err != nil {
 		return fmt.Errorf("set times of %d: %w", ino, err)
 	}
 	return nil
@@ -411,7 +434,7 @@ func (tx *Tx) SetTime(ino uint64, mtime, ctime int64) error {
 
 // Delete removes a node row.
 func (tx *Tx) Delete(ino uint64) error {
-	if _, err := tx.tx.ExecContext(tx.ctx, `DELETE FROM nodes WHERE ino = ?`, ino); err != nil {
+	if _, err := tx.q.ExecContext(tx.ctx, `DELETE FROM nodes WHERE ino = ?`, ino); err != nil {
 		return fmt.Errorf("delete node %d: %w", ino, err)
 	}
 	return nil
@@ -423,7 +446,7 @@ func (tx *Tx) MarkChanged(ino uint64) error {
 	for ino != OrphanParent {
 		var parent uint64
 		var flags Flags
-		err := tx.tx.QueryRowContext(tx.ctx, `SELECT parent, flags FROM nodes WHERE ino = ?`, ino).Scan(&parent, &flags)
+		err := tx.q.QueryRowContext(tx.ctx, `SELECT parent, flags FROM nodes WHERE ino = ?`, ino).Scan(&parent, &flags)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -433,7 +456,7 @@ func (tx *Tx) MarkChanged(ino uint64) error {
 		if flags&FlagChanged != 0 {
 			return nil
 		}
-		if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET flags = flags | ? WHERE ino = ?`, FlagChanged, ino); err != nil {
+		if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET flags = flags | ? WHERE ino = ?`, FlagChanged, ino); err != nil {
 			return fmt.Errorf("mark %d changed: %w", ino, err)
 		}
 		ino = parent
@@ -443,7 +466,7 @@ func (tx *Tx) MarkChanged(ino uint64) error {
 
 // SetFlags replaces a node's flags.
 func (tx *Tx) SetFlags(ino uint64, f Flags) error {
-	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET flags = ? WHERE ino = ?`, f, ino); err != nil {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET flags = ? WHERE ino = ?`, f, ino); err != nil {
 		return fmt.Errorf("set flags of %d: %w", ino, err)
 	}
 	return nil
@@ -451,7 +474,7 @@ func (tx *Tx) SetFlags(ino uint64, f Flags) error {
 
 // SetXattrs replaces a node's encoded extended attributes.
 func (tx *Tx) SetXattrs(ino uint64, x []byte, ctime int64) error {
-	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET xattrs = ?, ctime = ? WHERE ino = ?`, x, ctime, ino); err != nil {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET xattrs = ?, ctime = ? WHERE ino = ?`, x, ctime, ino); err != nil {
 		return fmt.Errorf("set xattrs of %d: %w", ino, err)
 	}
 	return nil
@@ -459,11 +482,11 @@ func (tx *Tx) SetXattrs(ino uint64, x []byte, ctime int64) error {
 
 // Orphans lists nodes unlinked while open (left over after a crash).
 func (tx *Tx) Orphans() ([]Node, error) {
-	return children(tx.ctx, tx.tx, OrphanParent, "", 1<<30, false)
+	return children(tx.ctx, tx.q, OrphanParent, "", 1<<30, false)
 }
 
 // Pending lists the files whose staging content is not yet committed.
-func (tx *Tx) Pending() ([]Node, error) { return pending(tx.ctx, tx.tx) }
+func (tx *Tx) Pending() ([]Node, error) { return pending(tx.ctx, tx.q) }
 
 func pending(ctx context.Context, q querier) ([]Node, error) {
 	rows, err := q.QueryContext(ctx, `SELECT `+attrCols+` FROM nodes WHERE flags & ? != 0`, FlagContent)
@@ -487,7 +510,7 @@ func pending(ctx context.Context, q querier) ([]Node, error) {
 
 // SetKV writes a key-value state entry.
 func (tx *Tx) SetKV(key string, v []byte) error {
-	if _, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, key, v); err != nil {
+	if _, err := tx.q.ExecContext(tx.ctx, `INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`, key, v); err != nil {
 		return fmt.Errorf("set state %s: %w", key, err)
 	}
 	return nil
@@ -496,7 +519,7 @@ func (tx *Tx) SetKV(key string, v []byte) error {
 // GetKV reads a key-value state entry inside the transaction.
 func (tx *Tx) GetKV(key string) ([]byte, bool, error) {
 	var v []byte
-	err := tx.tx.QueryRowContext(tx.ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -508,17 +531,17 @@ func (tx *Tx) GetKV(key string) ([]byte, bool, error) {
 
 // FullChildren lists whole children (with xattrs and chunks), as Children.
 func (db *DB) FullChildren(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
-	return children(ctx, db.r, parent, after, limit, true)
+	return children(ctx, db.rq, parent, after, limit, true)
 }
 
 // Pending lists the files whose staging content is not yet committed.
 func (db *DB) Pending(ctx context.Context) ([]Node, error) {
-	return pending(ctx, db.r)
+	return pending(ctx, db.rq)
 }
 
 // SetTree sets a directory's base tree and flags.
 func (tx *Tx) SetTree(ino uint64, id crypto.ID, f Flags) error {
-	if _, err := tx.tx.ExecContext(tx.ctx, `UPDATE nodes SET tree = ?, flags = ? WHERE ino = ?`, treeCol(id), f, ino); err != nil {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET tree = ?, flags = ? WHERE ino = ?`, treeCol(id), f, ino); err != nil {
 		return fmt.Errorf("set tree of %d: %w", ino, err)
 	}
 	return nil
@@ -526,3 +549,33 @@ func (tx *Tx) SetTree(ino uint64, id crypto.ID, f Flags) error {
 
 // Path returns the database file's path.
 func (db *DB) Path() string { return strings.TrimSuffix(db.wal, "-wal") }
+
+// Xattrs reads a node's encoded extended attributes.
+func (db *DB) Xattrs(ctx context.Context, ino uint64) ([]byte, error) {
+	var x []byte
+	err := db.rq.QueryRowContext(ctx, `SELECT xattrs FROM nodes WHERE ino = ?`, ino).Scan(&x)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("xattrs of %d: %w", ino, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("xattrs of %d: %w", ino, err)
+	}
+	return x, nil
+}
+
+// ClearCleanStaging forgets the staging files of nodes without pending
+// content (local copies, removed at start).
+func (tx *Tx) ClearCleanStaging() error {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET staging = '' WHERE staging != '' AND flags & ? = 0`, FlagContent); err != nil {
+		return fmt.Errorf("clear staging: %w", err)
+	}
+	return nil
+}
+
+// SetMeta writes an open file's size, times and mode.
+func (tx *Tx) SetMeta(ino uint64, size, mtime, ctime int64, mode uint32) error {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET size = ?, mtime = ?, ctime = ?, mode = ? WHERE ino = ?`, size, mtime, ctime, mode, ino); err != nil {
+		return fmt.Errorf("set attributes of %d: %w", ino, err)
+	}
+	return nil
+}

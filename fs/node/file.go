@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"sync"
 	"syscall"
 
@@ -28,8 +27,11 @@ type openFile struct {
 	size    int64
 	mtime   int64
 	ctime   int64
-	// dirtyMeta: size/times changed in memory, not yet in the row.
+	// dirtyMeta: size/times (and mode, if modeDirty) changed in memory,
+	// not yet in the row.
 	dirtyMeta bool
+	modeDirty bool
+	mode      uint32
 	// marked: the row already records pending content in staging.
 	marked bool
 	// stagingName is the node's staging file name when staging != nil.
@@ -72,7 +74,7 @@ func (f *FS) acquire(ino uint64, write bool) *openFile {
 func (f *FS) Open(ctx context.Context, ino uint64, flags uint32) (*Handle, error) {
 	acc := flags & syscall.O_ACCMODE
 	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
-	n, err := f.db.Get(ctx, ino)
+	n, err := f.db.Attr(ctx, ino)
 	if err != nil {
 		return nil, dbErr(err)
 	}
@@ -90,6 +92,8 @@ func (f *FS) Open(ctx context.Context, ino uint64, flags uint32) (*Handle, error
 		return h, nil
 	}
 	of.mu.Lock()
+	// The row is read again under of.mu: an upload or a release may have
+	// changed it since.
 	err = f.prepare(ctx, of, write, write && flags&syscall.O_TRUNC != 0)
 	of.mu.Unlock()
 	if err != nil {
@@ -107,7 +111,7 @@ func (f *FS) prepare(ctx context.Context, of *openFile, write, truncate bool) er
 		if err != nil {
 			return dbErr(err)
 		}
-		of.size, of.mtime, of.ctime = n.Size, n.Mtime, n.Ctime
+		of.size, of.mtime, of.ctime, of.mode = n.Size, n.Mtime, n.Ctime, n.Mode
 		of.marked = n.Flags&localdb.FlagContent != 0
 		if n.Staging != "" {
 			sf, err := os.OpenFile(f.stagingPath(n.Staging), os.O_RDWR, 0)
@@ -138,15 +142,15 @@ func (f *FS) prepare(ctx context.Context, of *openFile, write, truncate bool) er
 // hydrate gives of a staging file holding its current content (or nothing,
 // if it is about to be truncated). Called with of.mu held.
 func (f *FS) hydrate(ctx context.Context, of *openFile, empty bool) error {
-	name := strconv.FormatUint(of.ino, 10)
-	tmp := f.stagingPath(name + ".tmp")
-	sf, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	// The row names the staging file only once it is complete: a crash
+	// while copying leaves a stray file, swept at the next start.
+	name, sf, err := f.newStaging()
 	if err != nil {
-		return fmt.Errorf("create staging file: %w", err)
+		return err
 	}
 	fail := func(err error) error {
 		_ = sf.Close()
-		_ = os.Remove(tmp)
+		f.removeStaging(name)
 		return err
 	}
 	if !empty && of.size > 0 {
@@ -166,9 +170,6 @@ func (f *FS) hydrate(ctx context.Context, of *openFile, empty bool) error {
 		if _, err := io.Copy(sf, io.NewSectionReader(src, 0, of.size)); err != nil {
 			return fail(fmt.Errorf("hydrate %d: %w", of.ino, err))
 		}
-	}
-	if err := os.Rename(tmp, f.stagingPath(name)); err != nil {
-		return fail(fmt.Errorf("hydrate %d: %w", of.ino, err))
 	}
 	f.mu.Lock()
 	err = f.db.Update(ctx, func(tx *localdb.Tx) error {
@@ -277,18 +278,41 @@ func (f *FS) persistMeta(ctx context.Context, of *openFile) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
-		n, err := tx.Get(of.ino)
-		if err != nil {
-			return dbErr(err)
-		}
-		n.Size, n.Mtime, n.Ctime = of.size, of.mtime, of.ctime
-		return tx.SetAttrs(&n)
+		return tx.SetMeta(of.ino, of.size, of.mtime, of.ctime, of.mode)
 	})
 	if err != nil {
 		return err
 	}
-	of.dirtyMeta = false
+	of.dirtyMeta, of.modeDirty = false, false
 	return nil
+}
+
+// setOpenAttr applies chmod/utimens through a handle whose node already
+// records pending changes in memory, to be written with the size at flush:
+// archive extractors set times and modes on every file they write.
+func (f *FS) setOpenAttr(h *Handle, in SetAttrIn) bool {
+	if h == nil {
+		return false
+	}
+	of := h.of
+	of.mu.Lock()
+	defer of.mu.Unlock()
+	if !of.marked || of.staging == nil {
+		return false
+	}
+	t := now()
+	if !of.dirtyMeta {
+		of.dirtyMeta = true
+	}
+	of.ctime = t
+	if in.Mtime != nil {
+		of.mtime = *in.Mtime
+	}
+	if in.Mode != nil {
+		of.mode, of.modeDirty = *in.Mode&0o7777, true
+	}
+	f.notifyChanged()
+	return true
 }
 
 // ReadAt reads from the file; a short count means end of file.
@@ -405,26 +429,31 @@ func (h *Handle) Release(ctx context.Context) error {
 			err = fmt.Errorf("close staging of %d: %w", of.ino, cerr)
 		}
 	}
+	// Only an orphan, or a local copy of clean content, needs cleaning up.
+	cleanup := orphan || (of.stagingName != "" && !of.marked)
 	of.staging, of.src, of.stagingName, of.marked, of.dirtyMeta = nil, nil, "", false, false
-	f.mu.Lock()
 	var drop string
-	uerr := f.db.Update(ctx, func(tx *localdb.Tx) error {
-		n, err := tx.Get(of.ino)
-		if errors.Is(err, localdb.ErrNotFound) {
+	var uerr error
+	f.mu.Lock()
+	if cleanup {
+		uerr = f.db.Update(ctx, func(tx *localdb.Tx) error {
+			n, err := tx.Get(of.ino)
+			if errors.Is(err, localdb.ErrNotFound) {
+				return nil
+			} else if err != nil {
+				return err
+			}
+			if orphan {
+				drop = n.Staging
+				return tx.Delete(n.Ino)
+			}
+			if n.Staging != "" && n.Flags&localdb.FlagContent == 0 {
+				drop, n.Staging = n.Staging, ""
+				return tx.SetAttrs(&n)
+			}
 			return nil
-		} else if err != nil {
-			return err
-		}
-		if orphan {
-			drop = n.Staging
-			return tx.Delete(n.Ino)
-		}
-		if n.Staging != "" && n.Flags&localdb.FlagContent == 0 {
-			drop, n.Staging = n.Staging, ""
-			return tx.SetAttrs(&n)
-		}
-		return nil
-	})
+		})
+	}
 	f.mu.Unlock()
 	f.removeStaging(drop)
 	f.omu.Lock()

@@ -10,6 +10,8 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -148,7 +150,6 @@ func (f *FS) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read staging dir: %w", err)
 	}
-	var clear []uint64
 	for _, e := range ents {
 		if keep[e.Name()] {
 			continue
@@ -156,25 +157,8 @@ func (f *FS) recover(ctx context.Context) error {
 		if err := os.Remove(filepath.Join(f.staging, e.Name())); err != nil {
 			return fmt.Errorf("remove stale staging file: %w", err)
 		}
-		if ino, err := strconv.ParseUint(e.Name(), 10, 64); err == nil {
-			clear = append(clear, ino)
-		}
 	}
-	return f.db.Update(ctx, func(tx *localdb.Tx) error {
-		for _, ino := range clear {
-			n, err := tx.Get(ino)
-			if errors.Is(err, localdb.ErrNotFound) {
-				continue
-			} else if err != nil {
-				return err
-			}
-			n.Staging = ""
-			if err := tx.SetAttrs(&n); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return f.db.Update(ctx, func(tx *localdb.Tx) error { return tx.ClearCleanStaging() })
 }
 
 func (f *FS) stagingPath(name string) string { return filepath.Join(f.staging, name) }
@@ -215,6 +199,9 @@ func (f *FS) overlay(a *Attr) {
 	of.mu.RLock()
 	if of.dirtyMeta {
 		a.Size, a.Mtime, a.Ctime = of.size, of.mtime, of.ctime
+		if of.modeDirty {
+			a.Mode = of.mode
+		}
 	}
 	of.mu.RUnlock()
 }
@@ -325,54 +312,68 @@ func touchDir(tx *localdb.Tx, dir uint64, t int64) error {
 	return tx.MarkChanged(dir)
 }
 
-// newChild inserts a new node in a directory.
-func (f *FS) newChild(ctx context.Context, n *localdb.Node, withStaging bool) (Attr, error) {
+// newChild inserts a new node in a directory. With staging, it creates the
+// (empty) staging file of a new regular file and returns it open.
+func (f *FS) newChild(ctx context.Context, n *localdb.Node, withStaging bool) (Attr, *os.File, error) {
 	if err := checkName(n.Name); err != nil {
-		return Attr{}, err
+		return Attr{}, nil, err
 	}
 	t := now()
 	n.Mtime, n.Ctime = t, t
 	n.Flags = localdb.FlagChanged
+	var sf *os.File
+	if withStaging {
+		var err error
+		if n.Staging, sf, err = f.newStaging(); err != nil {
+			return Attr{}, nil, err
+		}
+		n.Flags |= localdb.FlagContent
+	}
+	fail := func(err error) (Attr, *os.File, error) {
+		if sf != nil {
+			_ = sf.Close()
+			f.removeStaging(n.Staging)
+		}
+		return Attr{}, nil, err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
 		if _, err := parentDir(tx, n.Parent); err != nil {
 			return err
 		}
-		if _, err := tx.Lookup(n.Parent, n.Name); err == nil {
+		if _, err := tx.Insert(n); errors.Is(err, localdb.ErrExists) {
 			return syscall.EEXIST
-		} else if !errors.Is(err, localdb.ErrNotFound) {
+		} else if err != nil {
 			return err
-		}
-		if _, err := tx.Insert(n); err != nil {
-			return err
-		}
-		if withStaging {
-			n.Staging = strconv.FormatUint(n.Ino, 10)
-			n.Flags |= localdb.FlagContent
-			sf, err := os.OpenFile(f.stagingPath(n.Staging), os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
-			if err != nil {
-				return fmt.Errorf("create staging file: %w", err)
-			}
-			if err := sf.Close(); err != nil {
-				return fmt.Errorf("create staging file: %w", err)
-			}
-			if err := tx.SetAttrs(n); err != nil {
-				return err
-			}
 		}
 		return touchDir(tx, n.Parent, t)
 	})
 	if err != nil {
-		return Attr{}, err
+		return fail(err)
 	}
 	f.notifyChanged()
-	return attrOf(n), nil
+	return attrOf(n), sf, nil
+}
+
+// newStaging creates an empty staging file with a fresh random name.
+func (f *FS) newStaging() (string, *os.File, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", nil, fmt.Errorf("staging name: %w", err)
+	}
+	name := hex.EncodeToString(b[:])
+	sf, err := os.OpenFile(f.stagingPath(name), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", nil, fmt.Errorf("create staging file: %w", err)
+	}
+	return name, sf, nil
 }
 
 // Mkdir creates a directory.
 func (f *FS) Mkdir(ctx context.Context, parent uint64, name string, mode uint32) (Attr, error) {
-	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindDir, Mode: mode & 0o7777}, false)
+	a, _, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindDir, Mode: mode & 0o7777}, false)
+	return a, err
 }
 
 // Symlink creates a symbolic link.
@@ -383,20 +384,30 @@ func (f *FS) Symlink(ctx context.Context, parent uint64, name, target string) (A
 	if len(target) > 4095 {
 		return Attr{}, syscall.ENAMETOOLONG
 	}
-	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}, false)
+	a, _, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}, false)
+	return a, err
 }
 
 // Create creates a regular file and opens it.
 func (f *FS) Create(ctx context.Context, parent uint64, name string, flags uint32, mode uint32) (Attr, *Handle, error) {
-	a, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
+	n := &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}
+	a, sf, err := f.newChild(ctx, n, true)
 	if err != nil {
 		return Attr{}, nil, err
 	}
-	h, err := f.Open(ctx, a.Ino, flags&^uint32(syscall.O_TRUNC|syscall.O_CREAT|syscall.O_EXCL))
-	if err != nil {
-		return Attr{}, nil, err
+	acc := flags & syscall.O_ACCMODE
+	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
+	of := f.acquire(a.Ino, write)
+	of.mu.Lock()
+	if of.staging == nil && of.src == nil {
+		// Nobody opened it meanwhile: use the staging file just created.
+		of.staging, of.stagingName, of.marked = sf, n.Staging, true
+		of.size, of.mtime, of.ctime, of.mode = 0, n.Mtime, n.Ctime, n.Mode
+	} else {
+		_ = sf.Close()
 	}
-	return a, h, nil
+	of.mu.Unlock()
+	return a, &Handle{fs: f, of: of, write: write, append: flags&syscall.O_APPEND != 0}, nil
 }
 
 // Mknod is refused: only regular files, directories and symlinks are
@@ -405,7 +416,11 @@ func (f *FS) Mknod(ctx context.Context, parent uint64, name string, mode uint32)
 	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != 0 {
 		return Attr{}, syscall.EPERM
 	}
-	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
+	a, sf, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
+	if sf != nil {
+		_ = sf.Close()
+	}
+	return a, err
 }
 
 // removeNode drops a node from the tree: deleted at once, or kept as an
@@ -625,6 +640,9 @@ func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (
 			return Attr{}, err
 		}
 	}
+	if (in.Mode != nil || in.Mtime != nil) && f.setOpenAttr(h, in) {
+		return f.GetAttr(ctx, ino)
+	}
 	if in.Mode != nil || in.Mtime != nil {
 		f.mu.Lock()
 		err := f.db.Update(ctx, func(tx *localdb.Tx) error {
@@ -652,17 +670,20 @@ func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (
 		if err != nil {
 			return Attr{}, err
 		}
-		if in.Mtime != nil {
-			f.omu.Lock()
-			of := f.open[ino]
-			f.omu.Unlock()
-			if of != nil {
-				of.mu.Lock()
-				if of.dirtyMeta {
-					of.mtime = *in.Mtime
-				}
-				of.mu.Unlock()
+		// An open file writes its attributes back at flush: keep them in
+		// step with the row.
+		f.omu.Lock()
+		of := f.open[ino]
+		f.omu.Unlock()
+		if of != nil {
+			of.mu.Lock()
+			if in.Mode != nil {
+				of.mode = *in.Mode & 0o7777
 			}
+			if in.Mtime != nil {
+				of.mtime = *in.Mtime
+			}
+			of.mu.Unlock()
 		}
 		f.notifyChanged()
 	}

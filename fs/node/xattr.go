@@ -19,15 +19,20 @@ const (
 const ReservedXattrPrefix = "user.anysync."
 
 func (f *FS) xattrs(ctx context.Context, ino uint64) ([]localdb.Xattr, error) {
-	n, err := f.db.Get(ctx, ino)
+	b, err := f.db.Xattrs(ctx, ino)
 	if err != nil {
 		return nil, dbErr(err)
 	}
-	return localdb.DecodeXattrs(n.Xattrs)
+	return localdb.DecodeXattrs(b)
 }
 
 // GetXattr returns an extended attribute's value.
 func (f *FS) GetXattr(ctx context.Context, ino uint64, name string) ([]byte, error) {
+	if !strings.HasPrefix(name, "user.") {
+		// Only user attributes are stored; ls and friends ask for ACLs and
+		// security labels on every file.
+		return nil, syscall.ENODATA
+	}
 	xs, err := f.xattrs(ctx, ino)
 	if err != nil {
 		return nil, err

@@ -27,7 +27,12 @@ func (s *Syncer) invalidate(invs []invalidation) {
 	if s.inv == nil {
 		return
 	}
+	seen := make(map[invalidation]bool, len(invs))
 	for _, v := range invs {
+		if seen[v] {
+			continue
+		}
+		seen[v] = true
 		if v.content {
 			s.inv.InvalidateContent(v.ino)
 		} else {
@@ -311,6 +316,7 @@ func localMatches(l *localdb.Node, b *tree.Entry) bool {
 
 // take makes the local name match the remote entry re (nil: delete).
 func (m *merger) take(tx *localdb.Tx, parent uint64, l *localdb.Node, re *tree.Entry) error {
+	m.invs = append(m.invs, invalidation{ino: parent, content: true}) // the listing
 	if l != nil && (re == nil || localdb.Kind(re.Kind) != l.Kind) {
 		if err := m.remove(tx, l); err != nil {
 			return err
@@ -435,7 +441,8 @@ func (m *merger) conflictCopy(tx *localdb.Tx, parent uint64, l *localdb.Node) er
 			if err := tx.SetAttrs(&n); err != nil {
 				return err
 			}
-			m.invs = append(m.invs, invalidation{parent: parent, name: l.Name}, invalidation{parent: parent, name: name})
+			m.invs = append(m.invs, invalidation{parent: parent, name: l.Name}, invalidation{parent: parent, name: name},
+				invalidation{ino: parent, content: true})
 			return tx.MarkChanged(parent)
 		} else if err != nil {
 			return err

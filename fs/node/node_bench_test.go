@@ -1,0 +1,135 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+	"github.com/anysync/anysync/fs/localdb"
+)
+
+func newTestFS(tb testing.TB) *FS {
+	tb.Helper()
+	dir := tb.TempDir()
+	db, err := localdb.Open(filepath.Join(dir, "node.db"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = db.Close() })
+	f, err := New(context.Background(), Config{DB: db, StagingDir: filepath.Join(dir, "staging")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+// BenchmarkCreateSmallFile is what an archive extractor does per file:
+// create, write, set times and mode, close.
+func BenchmarkCreateSmallFile(b *testing.B) {
+	f := newTestFS(b)
+	ctx := context.Background()
+	data := make([]byte, 4096)
+	mt := int64(1_600_000_000_000_000_000)
+	mode := uint32(0o644)
+	b.SetBytes(int64(len(data)))
+	for i := 0; b.Loop(); i++ {
+		a, h, err := f.Create(ctx, localdb.RootIno, fmt.Sprintf("f%d", i), syscall.O_WRONLY, 0o600)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := h.WriteAt(ctx, data, 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.SetAttr(ctx, a.Ino, h, SetAttrIn{Mode: &mode}); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.SetAttr(ctx, a.Ino, nil, SetAttrIn{Mtime: &mt}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWrite is sequential 1 MiB writes to one open file.
+func BenchmarkWrite(b *testing.B) {
+	f := newTestFS(b)
+	ctx := context.Background()
+	_, h, err := f.Create(ctx, localdb.RootIno, "big", syscall.O_WRONLY, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = h.Release(ctx) }()
+	data := make([]byte, 1<<20)
+	b.SetBytes(int64(len(data)))
+	var off int64
+	for b.Loop() {
+		if _, err := h.WriteAt(ctx, data, off); err != nil {
+			b.Fatal(err)
+		}
+		off += int64(len(data))
+		if off >= 256<<20 {
+			off = 0
+		}
+	}
+}
+
+// BenchmarkLookupGetAttr is the metadata read path.
+func BenchmarkLookupGetAttr(b *testing.B) {
+	f := newTestFS(b)
+	ctx := context.Background()
+	for i := range 1000 {
+		if _, err := f.Mkdir(ctx, localdb.RootIno, fmt.Sprintf("d%d", i), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for i := 0; b.Loop(); i++ {
+		a, err := f.Lookup(ctx, localdb.RootIno, fmt.Sprintf("d%d", i%1000))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := f.GetAttr(ctx, a.Ino); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkReadDir lists a directory of 10,000 entries.
+func BenchmarkReadDir(b *testing.B) {
+	f := newTestFS(b)
+	ctx := context.Background()
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		for i := range 10000 {
+			if _, err := tx.Insert(&localdb.Node{Parent: localdb.RootIno, Name: fmt.Sprintf("f%05d", i), Kind: localdb.KindFile, Mode: 0o644}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		after, n := "", 0
+		for {
+			ents, err := f.ReadDir(ctx, localdb.RootIno, after, 1024)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(ents)
+			if len(ents) < 1024 {
+				break
+			}
+			after = ents[len(ents)-1].Name
+		}
+		if n != 10000 {
+			b.Fatalf("listed %d", n)
+		}
+	}
+}
