@@ -118,7 +118,13 @@ func (a *Account) openRepo() (*repo.Repo, error) {
 	if err := a.validate(); err != nil {
 		return nil, err
 	}
-	r, err := repo.Open(repo.Config{Keys: a.Keys, Objects: a.Objects, Index: a.Index, Cache: a.Cache, Chunker: a.Chunker, PackSize: a.PackSize})
+	return a.openRepoOver(a.Objects)
+}
+
+// openRepoOver returns a repository over the account that reads and
+// writes packs through objs (a wrapper of a.Objects).
+func (a *Account) openRepoOver(objs objstore.ObjectStore) (*repo.Repo, error) {
+	r, err := repo.Open(repo.Config{Keys: a.Keys, Objects: objs, Index: a.Index, Cache: a.Cache, Chunker: a.Chunker, PackSize: a.PackSize})
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}

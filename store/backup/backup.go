@@ -257,10 +257,8 @@ func (b *run) execute(ctx context.Context, w *walker, abs string, cache *fileCac
 	if b.o.Progress != nil {
 		b.o.Progress(snapshot(true))
 	}
-	if err := b.repo.Flush(ctx); err != nil {
-		return nil, fmt.Errorf("upload packs: %w", err)
-	}
-
+	// No flush here: the packs still open go up together with the trees
+	// on the cloud path and the version, in commit's one flush.
 	if err := b.commit(ctx, rootSlot.entry); err != nil {
 		return nil, err
 	}
@@ -357,8 +355,16 @@ func (b *run) checkpoints(ctx context.Context, head Head, root crypto.ID) (Head,
 		if err != nil {
 			return head, err
 		}
-		if len(entries) <= room {
+		pending := b.repo.PendingBlobs()
+		if len(entries)+pending <= room {
 			return head, nil
+		}
+		if pending > 0 {
+			// Count what is still in open packs too.
+			if err := b.repo.Flush(ctx); err != nil {
+				return head, fmt.Errorf("upload packs: %w", err)
+			}
+			continue
 		}
 		if root.IsZero() {
 			// No tree to keep yet: start from an empty root.

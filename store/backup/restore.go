@@ -22,6 +22,13 @@ import (
 // parallel by the repository's reader.
 const restoreBufSize = 4 << 20
 
+// A restore caches up to restorePackCache bytes of whole packs, fetching a
+// pack whole from its restoreWholeAfter-th read (see packCache).
+const (
+	restorePackCache  = 256 << 20
+	restoreWholeAfter = 3
+)
+
 // RestoreOptions configure a restore.
 type RestoreOptions struct {
 	Account *Account
@@ -73,7 +80,10 @@ func Restore(ctx context.Context, o RestoreOptions) (*RestoreSummary, error) {
 	if err != nil {
 		return nil, err
 	}
-	rp, err := o.Account.openRepo()
+	if err := o.Account.validate(); err != nil {
+		return nil, err
+	}
+	rp, err := o.Account.openRepoOver(newPackCache(o.Account.Objects, restorePackCache, restoreWholeAfter))
 	if err != nil {
 		return nil, err
 	}

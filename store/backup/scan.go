@@ -386,7 +386,7 @@ func (w *walker) settle(fd int, st *unix.Stat_t) error {
 		if err := unix.Fstat(fd, st); err != nil {
 			return fmt.Errorf("stat: %w", err)
 		}
-		wait := time.Unix(0, ts(st.Ctim)).Add(windowOf(st)).Sub(time.Now())
+		wait := time.Until(time.Unix(0, ts(st.Ctim)).Add(windowOf(st)))
 		if wait <= 0 {
 			return nil
 		}
