@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -50,6 +51,27 @@ type Response struct {
 	Status *Status `json:"status,omitempty"`
 }
 
+// maxRequest bounds a control request; real ones are a few dozen bytes.
+const maxRequest = 4096
+
+// ErrBadRequest means a control request could not be understood.
+var ErrBadRequest = errors.New("bad control request")
+
+// readRequest decodes and checks one control request.
+func readRequest(r io.Reader) (Request, error) {
+	var req Request
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return Request{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
+	}
+	switch req.Op {
+	case OpStatus, OpSync, OpUnmount:
+		return req, nil
+	}
+	return Request{}, fmt.Errorf("%w: unknown operation %q", ErrBadRequest, req.Op)
+}
+
 // ErrNotRunning means no daemon answers on the home folder's socket.
 var ErrNotRunning = errors.New("no anysync daemon is running for this home folder")
 
@@ -74,8 +96,9 @@ func (d *daemon) serveControl(ctx context.Context, ln net.Listener) {
 		}
 		go func() {
 			defer c.Close()
-			var req Request
-			if err := json.NewDecoder(bufio.NewReader(c)).Decode(&req); err != nil {
+			req, err := readRequest(bufio.NewReader(io.LimitReader(c, maxRequest)))
+			if err != nil {
+				_ = json.NewEncoder(c).Encode(Response{Error: err.Error()})
 				return
 			}
 			resp := d.handle(ctx, req)
@@ -98,8 +121,6 @@ func (d *daemon) handle(ctx context.Context, req Request) Response {
 	case OpUnmount:
 		d.stopOnce.Do(func() { close(d.stop) })
 		return Response{}
-	default:
-		return Response{Error: fmt.Sprintf("unknown operation %q", req.Op)}
 	}
 	st, err := d.status(ctx)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"time"
@@ -43,7 +44,12 @@ const (
 )
 
 // DefaultCacheBytes is the default memory chunk cache size.
-const DefaultCacheBytes = 256 << 20
+const DefaultCacheBytes = 128 << 20
+
+// memoryHeadroom is what the daemon needs beside the chunk cache (FUSE
+// buffers, packs being written and uploaded, SQLite): the Go heap is
+// limited to cache + headroom, so memory stays bounded by configuration.
+const memoryHeadroom = 160 << 20
 
 // Options configure a daemon.
 type Options struct {
@@ -85,6 +91,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Logger == nil {
 		o.Logger = log.New(os.Stderr, "anysync: ", log.LstdFlags)
 	}
+	debug.SetMemoryLimit(o.CacheBytes + memoryHeadroom)
 	lock, err := lockHome(o.Home)
 	if err != nil {
 		return err
