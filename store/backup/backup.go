@@ -259,11 +259,19 @@ func (b *run) execute(ctx context.Context, w *walker, abs string, cache *fileCac
 	}
 	// No flush here: the packs still open go up together with the trees
 	// on the cloud path and the version, in commit's one flush.
-	if err := b.commit(ctx, rootSlot.entry); err != nil {
+	done, err := b.commit(ctx, rootSlot.entry)
+	if err != nil {
 		return nil, err
 	}
-	if err := cache.save(); err != nil {
-		b.o.Logf("%v", err) // the backup is committed; the next run just reads more
+	// Both only record what is committed already: do them side by side.
+	saved := make(chan error, 1)
+	go func() { saved <- cache.save() }()
+	err = b.markCommitted(ctx, done)
+	if serr := <-saved; serr != nil {
+		b.o.Logf("%v", serr) // the backup is committed; the next run just reads more
+	}
+	if err != nil {
+		return nil, err
 	}
 
 	s := b.sum
@@ -282,66 +290,64 @@ func (b *run) execute(ctx context.Context, w *walker, abs string, cache *fileCac
 // commit splices the folder's entry into the head's tree and commits a
 // version, retrying on top of the new head when another device commits
 // first. Nothing is committed when the head already holds the folder as
-// it is.
-func (b *run) commit(ctx context.Context, folder tree.Entry) error {
+// it is. It returns the index entries the commit carried, for the caller
+// to mark committed.
+func (b *run) commit(ctx context.Context, folder tree.Entry) ([]repo.IndexEntry, error) {
 	for attempt := 1; ; attempt++ {
 		head, err := b.acct.Remote.Head(ctx)
 		if err != nil {
-			return fmt.Errorf("read head: %w", err)
+			return nil, fmt.Errorf("read head: %w", err)
 		}
 		var root crypto.ID
 		if head.Seq > 0 {
 			v, err := b.repo.LoadVersion(ctx, head.Version)
 			if err != nil {
-				return fmt.Errorf("load head version %d: %w", head.Seq, err)
+				return nil, fmt.Errorf("load head version %d: %w", head.Seq, err)
 			}
 			root = v.Root
 		}
 		if head, err = b.checkpoints(ctx, head, root); err != nil {
 			if errors.Is(err, ErrHeadMoved) && attempt < maxCommitAttempts {
 				if err := b.acct.Remote.SyncIndex(ctx); err != nil {
-					return fmt.Errorf("sync index: %w", err)
+					return nil, fmt.Errorf("sync index: %w", err)
 				}
 				continue
 			}
-			return err
+			return nil, err
 		}
 		newRoot, err := splice(ctx, b.repo, root, b.comps, folder)
 		if err != nil {
-			return fmt.Errorf("place backup at %s: %w", b.o.CloudPath, err)
+			return nil, fmt.Errorf("place backup at %s: %w", b.o.CloudPath, err)
 		}
 		if newRoot == root && head.Seq > 0 {
 			b.sum.Seq, b.sum.Version = head.Seq, head.Version
-			return nil
+			return nil, nil
 		}
 		v := &tree.Version{Root: newRoot, Parent: head.Version, Time: time.Now().UnixNano(), Device: b.dev,
 			Message: "backup of " + b.sum.Dir}
 		vid, err := b.repo.SaveVersion(ctx, v)
 		if err != nil {
-			return fmt.Errorf("save version: %w", err)
+			return nil, fmt.Errorf("save version: %w", err)
 		}
 		if err := b.repo.Flush(ctx); err != nil {
-			return fmt.Errorf("upload packs: %w", err)
+			return nil, fmt.Errorf("upload packs: %w", err)
 		}
 		entries, err := b.uncommitted(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		nh, err := b.acct.Remote.Commit(ctx, head.Seq, vid, head.Version, entries)
 		if errors.Is(err, ErrHeadMoved) && attempt < maxCommitAttempts {
 			if err := b.acct.Remote.SyncIndex(ctx); err != nil {
-				return fmt.Errorf("sync index: %w", err)
+				return nil, fmt.Errorf("sync index: %w", err)
 			}
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("commit version %s on %d: %w", vid.Short(), head.Seq, err)
-		}
-		if err := b.markCommitted(ctx, entries); err != nil {
-			return err
+			return nil, fmt.Errorf("commit version %s on %d: %w", vid.Short(), head.Seq, err)
 		}
 		b.sum.Committed, b.sum.Seq, b.sum.Version = true, nh.Seq, vid
-		return nil
+		return entries, nil
 	}
 }
 

@@ -263,7 +263,7 @@ func (c *fileCache) put(rel string, id crypto.ID, enc []byte, meta []entryMeta) 
 	c.mu.Unlock()
 }
 
-// save replaces the cache file with this run's records, atomically.
+// save replaces the cache file with this run's records (rename over it).
 func (c *fileCache) save() error {
 	if c.path == "" {
 		return nil
@@ -280,13 +280,12 @@ func (c *fileCache) save() error {
 		return fmt.Errorf("write backup cache: %w", err)
 	}
 	defer os.Remove(tmp.Name()) // after a successful rename this fails harmlessly
+	// No fsync: a cache torn by a crash fails its checksum and is ignored
+	// (the next run reads every file), and one left at an older run names
+	// chunks that are committed all the same.
 	if _, err := tmp.Write(b); err != nil {
 		_ = tmp.Close()
 		return fmt.Errorf("write backup cache: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return fmt.Errorf("sync backup cache: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write backup cache: %w", err)

@@ -24,6 +24,9 @@ import (
 // versionsPage is how many versions one listing call asks for.
 const versionsPage = 1000
 
+// checkPackCache bounds the packs of trees a check keeps in memory.
+const checkPackCache = 64 << 20
+
 // CheckOptions configure a check.
 type CheckOptions struct {
 	Account *Account
@@ -111,7 +114,12 @@ func (c *checker) problem(p Problem) {
 // downloads packs and authenticates every blob in them. Defects are listed
 // in the report and make the error wrap ErrCheckFailed.
 func Check(ctx context.Context, o CheckOptions) (*CheckReport, error) {
-	rp, err := o.Account.openRepo()
+	if err := o.Account.validate(); err != nil {
+		return nil, err
+	}
+	// Trees are read many to a pack: the pack cache turns that into a
+	// few whole-pack downloads.
+	rp, err := o.Account.openRepoOver(newPackCache(o.Account.Objects, checkPackCache, restoreWholeAfter))
 	if err != nil {
 		return nil, err
 	}
