@@ -253,13 +253,14 @@ func (b *bench) runMicro() {
 	c := exec.Command("go", "test", "-run", "^$", "-bench", ".", "-benchtime", "500ms", "./crypto/...", "./store/...")
 	c.Stderr = os.Stderr
 	out, err := c.Output()
-	if err != nil {
-		b.note("micro-benchmarks failed: %v", err)
-	}
+	var failed []string
 	pkg := ""
 	sc := bufio.NewScanner(strings.NewReader(string(out)))
 	for sc.Scan() {
 		line := sc.Text()
+		if f, ok := strings.CutPrefix(line, "--- FAIL: "); ok {
+			failed = append(failed, pkg+"."+strings.Fields(f)[0])
+		}
 		if p, ok := strings.CutPrefix(line, "pkg: "); ok {
 			pkg = strings.TrimPrefix(p, "github.com/anysync/anysync/")
 			continue
@@ -274,6 +275,9 @@ func (b *bench) runMicro() {
 			r.MBps, _ = strconv.ParseFloat(m[3], 64)
 		}
 		b.add(r)
+	}
+	if err != nil {
+		b.note("some micro-benchmarks failed (%v): %s", err, strings.Join(failed, ", "))
 	}
 }
 
