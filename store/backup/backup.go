@@ -213,7 +213,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		fileSlots:  make(chan struct{}, o.Workers),
 		wrapReader: o.wrapReader,
 	}
-	w.smallBufs.New = func() any { b := make([]byte, w.smallMax+1); return &b }
+	w.smallBufs.New = func() any { b := make([]byte, w.smallMax); return &b }
 	return b.execute(ctx, w, abs, cache, started)
 }
 

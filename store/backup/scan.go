@@ -399,25 +399,26 @@ func (w *walker) settle(fd int, st *unix.Stat_t) error {
 }
 
 // readSmall reads a file of at most smallMax bytes whole and stores it as
-// one chunk, exactly as WriteFile would, without a chunker per file. One
-// byte more than expected is asked for, to notice a file that grew.
+// one chunk, exactly as WriteFile would, without a chunker per file. It
+// reads exactly the size seen before: a file that grew shows in the stat
+// after the read, one that shrank ends early; either way the caller
+// retries.
 func (w *walker) readSmall(rd io.Reader, want int64) ([]tree.ChunkRef, int64, error) {
+	if want == 0 {
+		return nil, 0, nil
+	}
 	bp := w.smallBufs.Get().(*[]byte)
 	defer w.smallBufs.Put(bp)
-	buf := (*bp)[:want+1]
+	buf := (*bp)[:want]
 	n, err := io.ReadFull(rd, buf)
 	w.stats.bytesRead.Add(int64(n))
 	switch {
-	case err == nil:
-		return nil, int64(n), nil // grew: more than want bytes; the caller retries
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
-	default:
+		return nil, int64(n), nil // shrank: the caller sees the size differ
+	case err != nil:
 		return nil, 0, err
 	}
-	if n == 0 {
-		return nil, 0, nil
-	}
-	id, err := w.repo.SaveBlob(w.ctx, crypto.BlobData, buf[:n])
+	id, err := w.repo.SaveBlob(w.ctx, crypto.BlobData, buf)
 	if err != nil {
 		return nil, 0, err
 	}
