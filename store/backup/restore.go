@@ -389,8 +389,14 @@ func (rs *restorer) writeFile(j fileJob) error {
 	if err != nil {
 		return fmt.Errorf("create file: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), j.rel)
-	defer f.Close()
+	// A raw descriptor: os.File would add fcntl calls per file, and
+	// restores are mostly many small files.
+	closed := false
+	defer func() {
+		if !closed {
+			_ = unix.Close(fd)
+		}
+	}()
 	fr := rs.repo.NewReader(rs.ctx, j.entry.Chunks)
 	if fr.Size() != int64(j.entry.Size) {
 		return fmt.Errorf("chunks hold %d bytes, entry says %d: %w", fr.Size(), j.entry.Size, repo.ErrCorrupt)
@@ -403,7 +409,7 @@ func (rs *restorer) writeFile(j fileJob) error {
 		if err != nil && !(errors.Is(err, io.EOF) && off+int64(n) == fr.Size()) {
 			return fmt.Errorf("read at %d: %w", off, err)
 		}
-		if _, err := f.WriteAt(buf[:n], off); err != nil {
+		if err := pwriteAll(fd, buf[:n], off); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		off += int64(n)
@@ -412,8 +418,27 @@ func (rs *restorer) writeFile(j fileJob) error {
 	if err := setMeta(fd, j.dir, j.entry.Name, j.rel, &j.entry); err != nil {
 		return err
 	}
-	if err := f.Close(); err != nil {
+	closed = true
+	if err := unix.Close(fd); err != nil {
 		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
+
+// pwriteAll writes b at off, continuing after short writes.
+func pwriteAll(fd int, b []byte, off int64) error {
+	for len(b) > 0 {
+		n, err := unix.Pwrite(fd, b, off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return io.ErrShortWrite
+		}
+		b, off = b[n:], off+int64(n)
 	}
 	return nil
 }
