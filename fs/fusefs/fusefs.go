@@ -69,6 +69,9 @@ func New(dir string, fsys *node.FS, opts Options) (*Mount, error) {
 			MaxWrite:      maxWrite,
 			MaxReadAhead:  maxReadAhead,
 			MaxBackground: 64,
+			// Replies are memory buffers: splicing them through a pipe
+			// gains nothing, and a 1 MiB read plus header overflows it.
+			DisableSplice: true,
 			Debug:         opts.Debug,
 		},
 		EntryTimeout:    &opts.EntryTimeout,

@@ -24,6 +24,9 @@ import (
 // ErrNotFound means no node matched.
 var ErrNotFound = errors.New("node not found")
 
+// ErrNotDir means a node that must be a directory is not one.
+var ErrNotDir = errors.New("not a directory")
+
 // ErrExists means a directory already has an entry of that name.
 var ErrExists = errors.New("name exists")
 
@@ -85,6 +88,9 @@ type Node struct {
 	Tree        crypto.ID
 	Flags       Flags
 	Staging     string // staging file name, "" if none
+	// Inline is pending content kept in the row instead of a staging file
+	// (small files: FlagContent with no Staging); Full* reads only.
+	Inline []byte
 }
 
 const schema = `
@@ -102,7 +108,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 	chunks  BLOB,
 	tree    BLOB,
 	flags   INTEGER NOT NULL DEFAULT 0,
-	staging TEXT NOT NULL DEFAULT ''
+	staging TEXT NOT NULL DEFAULT '',
+	inline  BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS nodes_by_name ON nodes(parent, name);
 CREATE INDEX IF NOT EXISTS nodes_dirty ON nodes(flags) WHERE flags != 0;
@@ -120,7 +127,7 @@ CREATE INDEX IF NOT EXISTS blobs_uncommitted ON blobs(committed) WHERE committed
 // attrCols are the columns every read loads; fullCols add the large ones.
 const (
 	attrCols = `ino, parent, name, kind, mode, size, mtime, ctime, target, tree, flags, staging`
-	fullCols = attrCols + `, xattrs, chunks`
+	fullCols = attrCols + `, xattrs, chunks, inline`
 )
 
 // DB is an open node database.
@@ -217,7 +224,7 @@ func scanNode(s scanner, full bool) (Node, error) {
 	var tree []byte
 	dest := []any{&n.Ino, &n.Parent, &n.Name, &n.Kind, &n.Mode, &n.Size, &n.Mtime, &n.Ctime, &n.Target, &tree, &n.Flags, &n.Staging}
 	if full {
-		dest = append(dest, &n.Xattrs, &n.Chunks)
+		dest = append(dest, &n.Xattrs, &n.Chunks, &n.Inline)
 	}
 	if err := s.Scan(dest...); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -379,9 +386,9 @@ func (tx *Tx) HasChildren(ino uint64) (bool, error) {
 
 // Insert adds a node and returns its new inode number. n.Ino is ignored.
 func (tx *Tx) Insert(n *Node) (uint64, error) {
-	res, err := tx.q.ExecContext(tx.ctx, `INSERT INTO nodes (parent, name, kind, mode, size, mtime, ctime, target, xattrs, chunks, tree, flags, staging)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging)
+	res, err := tx.q.ExecContext(tx.ctx, `INSERT INTO nodes (parent, name, kind, mode, size, mtime, ctime, target, xattrs, chunks, tree, flags, staging, inline)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging, n.Inline)
 	if isUniqueViolation(err) {
 		return 0, fmt.Errorf("insert %q in %d: %w", n.Name, n.Parent, ErrExists)
 	}
@@ -406,8 +413,8 @@ func treeCol(id crypto.ID) any {
 // Put rewrites every column of an existing node.
 func (tx *Tx) Put(n *Node) error {
 	_, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET parent = ?, name = ?, kind = ?, mode = ?, size = ?, mtime = ?, ctime = ?,
-		target = ?, xattrs = ?, chunks = ?, tree = ?, flags = ?, staging = ? WHERE ino = ?`,
-		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging, n.Ino)
+		target = ?, xattrs = ?, chunks = ?, tree = ?, flags = ?, staging = ?, inline = ? WHERE ino = ?`,
+		n.Parent, n.Name, n.Kind, n.Mode, n.Size, n.Mtime, n.Ctime, n.Target, n.Xattrs, n.Chunks, treeCol(n.Tree), n.Flags, n.Staging, n.Inline, n.Ino)
 	if err != nil {
 		return fmt.Errorf("update node %d: %w", n.Ino, err)
 	}
@@ -572,10 +579,77 @@ func (tx *Tx) ClearCleanStaging() error {
 	return nil
 }
 
+// SetMetaInline writes an open file's size, times, mode and inline content.
+func (tx *Tx) SetMetaInline(ino uint64, size, mtime, ctime int64, mode uint32, inline []byte) error {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET size = ?, mtime = ?, ctime = ?, mode = ?, inline = ? WHERE ino = ?`,
+		size, mtime, ctime, mode, inline, ino); err != nil {
+		return fmt.Errorf("set attributes of %d: %w", ino, err)
+	}
+	return nil
+}
+
+// SetStaging names a node's staging file, which replaces any inline content.
+func (tx *Tx) SetStaging(ino uint64, name string) error {
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET staging = ?, inline = NULL WHERE ino = ?`, name, ino); err != nil {
+		return fmt.Errorf("set staging of %d: %w", ino, err)
+	}
+	return nil
+}
+
 // SetMeta writes an open file's size, times and mode.
 func (tx *Tx) SetMeta(ino uint64, size, mtime, ctime int64, mode uint32) error {
 	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET size = ?, mtime = ?, ctime = ?, mode = ? WHERE ino = ?`, size, mtime, ctime, mode, ino); err != nil {
 		return fmt.Errorf("set attributes of %d: %w", ino, err)
 	}
 	return nil
+}
+
+// TouchDir records a change to a directory's entries: it checks that ino
+// is a directory, sets its times and marks it and its ancestors changed.
+func (tx *Tx) TouchDir(ino uint64, t int64) error {
+	var parent uint64
+	var flags Flags
+	var kind Kind
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT parent, flags, kind FROM nodes WHERE ino = ?`, ino).Scan(&parent, &flags, &kind)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("directory %d: %w", ino, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("directory %d: %w", ino, err)
+	}
+	if kind != KindDir {
+		return fmt.Errorf("node %d: %w", ino, ErrNotDir)
+	}
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET mtime = ?, ctime = ?, flags = flags | ? WHERE ino = ?`, t, t, FlagChanged, ino); err != nil {
+		return fmt.Errorf("touch directory %d: %w", ino, err)
+	}
+	if flags&FlagChanged != 0 {
+		return nil
+	}
+	return tx.MarkChanged(parent)
+}
+
+// Chattr sets a node's mode and/or modification time and its change time,
+// marks it changed (unless it is an orphan) with its ancestors, and returns
+// the updated node without xattrs and chunks.
+func (tx *Tx) Chattr(ino uint64, mode *uint32, mtime *int64, ctime int64) (Node, error) {
+	var m, mt any
+	if mode != nil {
+		m = *mode
+	}
+	if mtime != nil {
+		mt = *mtime
+	}
+	n, err := scanNode(tx.q.QueryRowContext(tx.ctx, `UPDATE nodes SET mode = COALESCE(?, mode), mtime = COALESCE(?, mtime), ctime = ?,
+		flags = CASE WHEN parent != ? OR ino = ? THEN flags | ? ELSE flags END WHERE ino = ? RETURNING `+attrCols,
+		m, mt, ctime, OrphanParent, RootIno, FlagChanged, ino), false)
+	if err != nil {
+		return Node{}, fmt.Errorf("change attributes of %d: %w", ino, err)
+	}
+	if n.Parent != OrphanParent {
+		if err := tx.MarkChanged(n.Parent); err != nil {
+			return Node{}, err
+		}
+	}
+	return n, nil
 }

@@ -20,9 +20,10 @@ type openFile struct {
 	orphan        bool // unlinked while open; guarded by FS.omu
 
 	mu sync.RWMutex
-	// staging is the local copy (dirty content or hydrated placeholder);
-	// nil while the node is read from src.
-	staging *os.File
+	// staging is the local copy (dirty content or hydrated placeholder):
+	// a staging file, or memory for inline content; nil while the node is
+	// read from src.
+	staging backing
 	src     io.ReaderAt
 	size    int64
 	mtime   int64
@@ -34,7 +35,7 @@ type openFile struct {
 	mode      uint32
 	// marked: the row already records pending content in staging.
 	marked bool
-	// stagingName is the node's staging file name when staging != nil.
+	// stagingName is the staging file's name; "" for inline content.
 	stagingName string
 }
 
@@ -113,13 +114,20 @@ func (f *FS) prepare(ctx context.Context, of *openFile, write, truncate bool) er
 		}
 		of.size, of.mtime, of.ctime, of.mode = n.Size, n.Mtime, n.Ctime, n.Mode
 		of.marked = n.Flags&localdb.FlagContent != 0
-		if n.Staging != "" {
+		switch {
+		case n.Staging != "":
 			sf, err := os.OpenFile(f.stagingPath(n.Staging), os.O_RDWR, 0)
 			if err != nil {
 				return fmt.Errorf("open staging file of %d: %w", of.ino, err)
 			}
 			of.staging, of.stagingName = sf, n.Staging
-		} else if !write {
+		case n.Flags&localdb.FlagContent != 0:
+			m := &memBacking{data: n.Inline}
+			if err := m.Truncate(n.Size); err != nil {
+				return err
+			}
+			of.staging, of.stagingName = m, ""
+		case !write:
 			if f.content == nil {
 				return fmt.Errorf("read placeholder %d: no content source", of.ino)
 			}
@@ -142,6 +150,21 @@ func (f *FS) prepare(ctx context.Context, of *openFile, write, truncate bool) er
 // hydrate gives of a staging file holding its current content (or nothing,
 // if it is about to be truncated). Called with of.mu held.
 func (f *FS) hydrate(ctx context.Context, of *openFile, empty bool) error {
+	if empty || of.size <= InlineMax {
+		// Small content is hydrated into memory; the row records it at
+		// the first change.
+		m := &memBacking{}
+		if !empty && of.size > 0 {
+			if err := f.copyCommitted(ctx, of, m); err != nil {
+				return err
+			}
+		}
+		of.staging, of.stagingName, of.src = m, "", nil
+		if empty {
+			return f.truncateOpen(ctx, of, 0)
+		}
+		return nil
+	}
 	// The row names the staging file only once it is complete: a crash
 	// while copying leaves a stray file, swept at the next start.
 	name, sf, err := f.newStaging()
@@ -153,41 +176,67 @@ func (f *FS) hydrate(ctx context.Context, of *openFile, empty bool) error {
 		f.removeStaging(name)
 		return err
 	}
-	if !empty && of.size > 0 {
-		src := of.src
-		if src == nil {
-			n, err := f.db.Get(ctx, of.ino)
-			if err != nil {
-				return fail(dbErr(err))
-			}
-			if f.content == nil {
-				return fail(fmt.Errorf("hydrate %d: no content source", of.ino))
-			}
-			if src, err = f.content.NewReader(n.Chunks, n.Size); err != nil {
-				return fail(fmt.Errorf("hydrate %d: %w", of.ino, err))
-			}
-		}
-		if _, err := io.Copy(sf, io.NewSectionReader(src, 0, of.size)); err != nil {
-			return fail(fmt.Errorf("hydrate %d: %w", of.ino, err))
-		}
+	if err := f.copyCommitted(ctx, of, sf); err != nil {
+		return fail(err)
 	}
 	f.mu.Lock()
-	err = f.db.Update(ctx, func(tx *localdb.Tx) error {
-		n, err := tx.Get(of.ino)
-		if err != nil {
-			return dbErr(err)
-		}
-		n.Staging = name
-		return tx.SetAttrs(&n)
-	})
+	err = f.db.Update(ctx, func(tx *localdb.Tx) error { return tx.SetStaging(of.ino, name) })
 	f.mu.Unlock()
 	if err != nil {
 		return fail(err)
 	}
 	of.staging, of.stagingName, of.src = sf, name, nil
-	if empty {
-		return f.truncateOpen(ctx, of, 0)
+	return nil
+}
+
+// copyCommitted copies a file's committed content into w.
+func (f *FS) copyCommitted(ctx context.Context, of *openFile, w io.WriterAt) error {
+	src := of.src
+	if src == nil {
+		n, err := f.db.Get(ctx, of.ino)
+		if err != nil {
+			return dbErr(err)
+		}
+		if f.content == nil {
+			return fmt.Errorf("hydrate %d: no content source", of.ino)
+		}
+		if src, err = f.content.NewReader(n.Chunks, n.Size); err != nil {
+			return fmt.Errorf("hydrate %d: %w", of.ino, err)
+		}
 	}
+	if _, err := io.Copy(io.NewOffsetWriter(w, 0), io.NewSectionReader(src, 0, of.size)); err != nil {
+		return fmt.Errorf("hydrate %d: %w", of.ino, err)
+	}
+	return nil
+}
+
+// spill moves inline content that outgrows InlineMax to a staging file.
+// Called with of.mu held.
+func (f *FS) spill(ctx context.Context, of *openFile) error {
+	m, ok := of.staging.(*memBacking)
+	if !ok {
+		return nil
+	}
+	name, sf, err := f.newStaging()
+	if err != nil {
+		return err
+	}
+	if _, err := sf.WriteAt(m.data, 0); err != nil {
+		_ = sf.Close()
+		f.removeStaging(name)
+		return fmt.Errorf("spill %d to a staging file: %w", of.ino, err)
+	}
+	if of.marked {
+		f.mu.Lock()
+		err = f.db.Update(ctx, func(tx *localdb.Tx) error { return tx.SetStaging(of.ino, name) })
+		f.mu.Unlock()
+		if err != nil {
+			_ = sf.Close()
+			f.removeStaging(name)
+			return err
+		}
+	}
+	of.staging, of.stagingName = sf, name
 	return nil
 }
 
@@ -224,6 +273,11 @@ func (f *FS) markContent(ctx context.Context, of *openFile) error {
 // truncateOpen sets the size of an open file with staging. Called with
 // of.mu held.
 func (f *FS) truncateOpen(ctx context.Context, of *openFile, size int64) error {
+	if size > InlineMax {
+		if err := f.spill(ctx, of); err != nil {
+			return err
+		}
+	}
 	if err := f.markContent(ctx, of); err != nil {
 		return err
 	}
@@ -278,6 +332,9 @@ func (f *FS) persistMeta(ctx context.Context, of *openFile) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		if m, ok := of.staging.(*memBacking); ok && of.marked {
+			return tx.SetMetaInline(of.ino, of.size, of.mtime, of.ctime, of.mode, m.data)
+		}
 		return tx.SetMeta(of.ino, of.size, of.mtime, of.ctime, of.mode)
 	})
 	if err != nil {
@@ -358,11 +415,16 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	if of.staging == nil {
 		return 0, syscall.EBADF
 	}
-	if err := h.fs.markContent(ctx, of); err != nil {
-		return 0, err
-	}
 	if h.append {
 		off = of.size
+	}
+	if off+int64(len(p)) > InlineMax {
+		if err := h.fs.spill(ctx, of); err != nil {
+			return 0, err
+		}
+	}
+	if err := h.fs.markContent(ctx, of); err != nil {
+		return 0, err
 	}
 	n, err := of.staging.WriteAt(p, off)
 	if end := off + int64(n); end > of.size {

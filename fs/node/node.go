@@ -128,6 +128,9 @@ func (f *FS) recover(ctx context.Context) error {
 			return err
 		}
 		for _, n := range pending {
+			if n.Staging == "" {
+				continue // inline: size and content are written together
+			}
 			st, err := os.Stat(f.stagingPath(n.Staging))
 			if err != nil {
 				return fmt.Errorf("recover pending node %d: %w", n.Ino, err)
@@ -306,42 +309,34 @@ func parentDir(tx *localdb.Tx, ino uint64) (localdb.Node, error) {
 
 // touchDir records a change to a directory's entries.
 func touchDir(tx *localdb.Tx, dir uint64, t int64) error {
-	if err := tx.SetTime(dir, t, t); err != nil {
-		return err
+	err := tx.TouchDir(dir, t)
+	switch {
+	case errors.Is(err, localdb.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, localdb.ErrNotDir):
+		return syscall.ENOTDIR
 	}
-	return tx.MarkChanged(dir)
+	return err
 }
 
-// newChild inserts a new node in a directory. With staging, it creates the
-// (empty) staging file of a new regular file and returns it open.
-func (f *FS) newChild(ctx context.Context, n *localdb.Node, withStaging bool) (Attr, *os.File, error) {
+// newChild inserts a new node in a directory; inline marks a new regular
+// file's (empty) content as pending in the row.
+func (f *FS) newChild(ctx context.Context, n *localdb.Node, inline bool) (Attr, error) {
 	if err := checkName(n.Name); err != nil {
-		return Attr{}, nil, err
+		return Attr{}, err
 	}
 	t := now()
 	n.Mtime, n.Ctime = t, t
 	n.Flags = localdb.FlagChanged
-	var sf *os.File
-	if withStaging {
-		var err error
-		if n.Staging, sf, err = f.newStaging(); err != nil {
-			return Attr{}, nil, err
-		}
+	if inline {
+		// New files start inline (empty content in the row); they move to
+		// a staging file when they outgrow InlineMax.
 		n.Flags |= localdb.FlagContent
-	}
-	fail := func(err error) (Attr, *os.File, error) {
-		if sf != nil {
-			_ = sf.Close()
-			f.removeStaging(n.Staging)
-		}
-		return Attr{}, nil, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
-		if _, err := parentDir(tx, n.Parent); err != nil {
-			return err
-		}
+		// touchDir checks the parent; a failure rolls the insert back.
 		if _, err := tx.Insert(n); errors.Is(err, localdb.ErrExists) {
 			return syscall.EEXIST
 		} else if err != nil {
@@ -350,10 +345,10 @@ func (f *FS) newChild(ctx context.Context, n *localdb.Node, withStaging bool) (A
 		return touchDir(tx, n.Parent, t)
 	})
 	if err != nil {
-		return fail(err)
+		return Attr{}, err
 	}
 	f.notifyChanged()
-	return attrOf(n), sf, nil
+	return attrOf(n), nil
 }
 
 // newStaging creates an empty staging file with a fresh random name.
@@ -372,8 +367,7 @@ func (f *FS) newStaging() (string, *os.File, error) {
 
 // Mkdir creates a directory.
 func (f *FS) Mkdir(ctx context.Context, parent uint64, name string, mode uint32) (Attr, error) {
-	a, _, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindDir, Mode: mode & 0o7777}, false)
-	return a, err
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindDir, Mode: mode & 0o7777}, false)
 }
 
 // Symlink creates a symbolic link.
@@ -384,14 +378,13 @@ func (f *FS) Symlink(ctx context.Context, parent uint64, name, target string) (A
 	if len(target) > 4095 {
 		return Attr{}, syscall.ENAMETOOLONG
 	}
-	a, _, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}, false)
-	return a, err
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}, false)
 }
 
 // Create creates a regular file and opens it.
 func (f *FS) Create(ctx context.Context, parent uint64, name string, flags uint32, mode uint32) (Attr, *Handle, error) {
 	n := &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}
-	a, sf, err := f.newChild(ctx, n, true)
+	a, err := f.newChild(ctx, n, true)
 	if err != nil {
 		return Attr{}, nil, err
 	}
@@ -400,11 +393,9 @@ func (f *FS) Create(ctx context.Context, parent uint64, name string, flags uint3
 	of := f.acquire(a.Ino, write)
 	of.mu.Lock()
 	if of.staging == nil && of.src == nil {
-		// Nobody opened it meanwhile: use the staging file just created.
-		of.staging, of.stagingName, of.marked = sf, n.Staging, true
+		// Nobody opened it meanwhile: start from the empty inline content.
+		of.staging, of.stagingName, of.marked = &memBacking{}, "", true
 		of.size, of.mtime, of.ctime, of.mode = 0, n.Mtime, n.Ctime, n.Mode
-	} else {
-		_ = sf.Close()
 	}
 	of.mu.Unlock()
 	return a, &Handle{fs: f, of: of, write: write, append: flags&syscall.O_APPEND != 0}, nil
@@ -416,11 +407,7 @@ func (f *FS) Mknod(ctx context.Context, parent uint64, name string, mode uint32)
 	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != 0 {
 		return Attr{}, syscall.EPERM
 	}
-	a, sf, err := f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
-	if sf != nil {
-		_ = sf.Close()
-	}
-	return a, err
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
 }
 
 // removeNode drops a node from the tree: deleted at once, or kept as an
@@ -644,27 +631,17 @@ func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (
 		return f.GetAttr(ctx, ino)
 	}
 	if in.Mode != nil || in.Mtime != nil {
+		var n localdb.Node
 		f.mu.Lock()
 		err := f.db.Update(ctx, func(tx *localdb.Tx) error {
-			n, err := tx.Get(ino)
-			if err != nil {
-				return dbErr(err)
+			var err error
+			mode := in.Mode
+			if mode != nil {
+				m := *mode & 0o7777
+				mode = &m
 			}
-			t := now()
-			if in.Mode != nil {
-				n.Mode = *in.Mode & 0o7777
-			}
-			if in.Mtime != nil {
-				n.Mtime = *in.Mtime
-			}
-			n.Ctime = t
-			if inTree(&n) {
-				n.Flags |= localdb.FlagChanged
-			}
-			if err := tx.SetAttrs(&n); err != nil {
-				return err
-			}
-			return tx.MarkChanged(n.Parent)
+			n, err = tx.Chattr(ino, mode, in.Mtime, now())
+			return dbErr(err)
 		})
 		f.mu.Unlock()
 		if err != nil {
@@ -678,14 +655,17 @@ func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (
 		if of != nil {
 			of.mu.Lock()
 			if in.Mode != nil {
-				of.mode = *in.Mode & 0o7777
+				of.mode = n.Mode
 			}
 			if in.Mtime != nil {
-				of.mtime = *in.Mtime
+				of.mtime = n.Mtime
 			}
 			of.mu.Unlock()
 		}
 		f.notifyChanged()
+		a := attrOf(&n)
+		f.overlay(&a)
+		return a, nil
 	}
 	return f.GetAttr(ctx, ino)
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -40,15 +41,21 @@ func (f *FS) Upload(ctx context.Context, ino uint64, store func(r io.Reader) (ch
 	} else if err != nil {
 		return err
 	}
-	if n.Flags&localdb.FlagContent == 0 || n.Staging == "" {
+	if n.Flags&localdb.FlagContent == 0 {
 		return nil
 	}
-	sf, err := os.Open(f.stagingPath(n.Staging))
-	if err != nil {
-		return fmt.Errorf("open staging of %d: %w", ino, err)
+	var chunks []byte
+	var size int64
+	if n.Staging == "" {
+		chunks, size, err = store(bytes.NewReader(n.Inline))
+	} else {
+		sf, err := os.Open(f.stagingPath(n.Staging))
+		if err != nil {
+			return fmt.Errorf("open staging of %d: %w", ino, err)
+		}
+		chunks, size, err = store(sf)
+		_ = sf.Close()
 	}
-	chunks, size, err := store(sf)
-	_ = sf.Close()
 	if err != nil {
 		return fmt.Errorf("store content of %d: %w", ino, err)
 	}
@@ -71,7 +78,7 @@ func (f *FS) Upload(ctx context.Context, ino uint64, store func(r io.Reader) (ch
 		} else if err != nil {
 			return err
 		}
-		n.Chunks, n.Size = chunks, size
+		n.Chunks, n.Size, n.Inline = chunks, size, nil
 		n.Flags = n.Flags&^localdb.FlagContent | localdb.FlagSynced
 		if of == nil {
 			drop, n.Staging = n.Staging, ""
