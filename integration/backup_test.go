@@ -26,7 +26,7 @@ func startBackupServer(t *testing.T) *backupServer {
 	t.Helper()
 	client, srvBin := driveBinaries(t)
 	if out, err := exec.Command(client, "backup", "--help").CombinedOutput(); err != nil {
-		t.Skipf("this anysync has no backup command (register backupCmd, restoreCmd and checkCmd in cmd/anysync): %s", out)
+		t.Fatalf("anysync has no backup command: %v\n%s", err, out)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -50,17 +50,10 @@ type account struct {
 }
 
 func openAccount(ctx context.Context, home string) (*account, error) {
-	keys, err := crypto.ReadAccessKeys(filepath.Join(home, daemon.AccessKeysFile))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, daemon.ErrNotSignedIn
-	} else if err != nil {
-		return nil, fmt.Errorf("read access keys: %w", err)
-	}
-	client, err := remote.Dial(ctx, keys.Server, keys.Fingerprint)
+	keys, client, err := signedIn(ctx, home)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", keys.Server, err)
+		return nil, err
 	}
-	client = client.WithToken(keys.Token)
 	db, err := localdb.Open(filepath.Join(home, daemon.DBFile))
 	if err != nil {
 		_ = client.Close()

@@ -58,7 +58,9 @@ func newRoot() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.home, "home", defaultHome(), "client home folder (env ANYSYNC_HOME)")
 	root.AddCommand(accountCmd(g, "signup", "Create an account and sign this device in"),
 		accountCmd(g, "login", "Sign this device in to an existing account"),
-		mountCmd(g), statusCmd(g), syncCmd(g), unmountCmd(g))
+		mountCmd(g), statusCmd(g), syncCmd(g), unmountCmd(g),
+		backupCmd(g), restoreCmd(g), checkCmd(g),
+		devicesCmd(g), logoutCmd(g), recoveryKeyCmd(g))
 	return root
 }
 
