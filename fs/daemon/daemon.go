@@ -247,6 +247,12 @@ func (d *daemon) watch(ctx context.Context) {
 				d.log.Printf("apply head %d: %v", h.Seq, err)
 			}
 		}
+		// The stream ended (token refused, or ctx done): do not spin.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
 	}
 }
 
