@@ -27,14 +27,8 @@ type dir struct {
 	last  map[string]node.Attr // entries handed out from the current batch
 }
 
-func (n *inode) OpendirHandle(ctx context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
-	a, err := n.m.fsys.GetAttr(nc(ctx), n.ino())
-	if err != nil {
-		return nil, 0, n.m.errno(err)
-	}
-	if typeBits(a.Kind) != syscall.S_IFDIR {
-		return nil, 0, syscall.ENOTDIR
-	}
+func (n *inode) OpendirHandle(_ context.Context, _ uint32) (fs.FileHandle, uint32, syscall.Errno) {
+	// The kernel opens only directories; the first listing checks the node.
 	// The kernel caches listings (and keeps them across opens); it drops
 	// them itself when entries change through the mount, and the syncer
 	// invalidates directories that remote versions change.

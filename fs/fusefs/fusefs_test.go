@@ -86,6 +86,7 @@ func mountEnv(t *testing.T) *env {
 	t.Cleanup(func() {
 		if err := e.mnt.Unmount(); err != nil {
 			t.Errorf("unmount: %v", err)
+			_ = syscall.Unmount(e.dir, syscall.MNT_DETACH)
 		}
 		_ = db.Close()
 	})
@@ -356,7 +357,7 @@ func TestRandomOps(t *testing.T) {
 	defer ref.Close()
 	f, err := os.OpenFile(e.path("fsx"), os.O_RDWR|os.O_CREATE, 0o644)
 	must(t, err)
-	defer f.Close()
+	defer func() { _ = f.Close() }() // the last one opened
 	rng := rand.New(rand.NewPCG(42, 7))
 	const maxSize = 4 << 20
 	buf, want := make([]byte, 256<<10), make([]byte, 256<<10)
