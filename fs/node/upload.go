@@ -49,9 +49,9 @@ func (f *FS) Upload(ctx context.Context, ino uint64, store func(r io.Reader) (ch
 	if n.Staging == "" {
 		chunks, size, err = store(bytes.NewReader(n.Inline))
 	} else {
-		sf, err := os.Open(f.stagingPath(n.Staging))
-		if err != nil {
-			return fmt.Errorf("open staging of %d: %w", ino, err)
+		sf, oerr := os.Open(f.stagingPath(n.Staging))
+		if oerr != nil {
+			return fmt.Errorf("open staging of %d: %w", ino, oerr)
 		}
 		chunks, size, err = store(sf)
 		_ = sf.Close()
