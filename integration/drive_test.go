@@ -421,3 +421,51 @@ func TestDriveStorageHasNoPlaintext(t *testing.T) {
 		t.Fatal("the server stored nothing")
 	}
 }
+
+// TestDrivePropagation mounts two devices: a change committed on one shows
+// up on the other through the server's push, with the other's kernel
+// caches invalidated (a file it has read, a directory it has listed).
+func TestDrivePropagation(t *testing.T) {
+	srv := startDriveServer(t)
+	a := srv.newHome(t, "two@example.com").signup()
+	a.mount()
+	if err := os.MkdirAll(a.path("shared"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.path("shared/doc.txt"), []byte("version 1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	b := srv.newHome(t, "two@example.com").login()
+	b.mount()
+	if got, err := os.ReadFile(b.path("shared/doc.txt")); err != nil || string(got) != "version 1" {
+		t.Fatalf("B reads %q %v", got, err)
+	}
+	if ents, err := os.ReadDir(b.path("shared")); err != nil || len(ents) != 1 {
+		t.Fatalf("B lists %v %v", ents, err)
+	}
+
+	if err := os.WriteFile(a.path("shared/doc.txt"), []byte("version 2, longer"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a.path("shared/new.txt"), []byte("new"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	driveWait(t, "B to see A's edit", func() bool {
+		got, err := os.ReadFile(b.path("shared/doc.txt"))
+		return err == nil && string(got) == "version 2, longer"
+	})
+	driveWait(t, "B to list A's new file", func() bool {
+		ents, err := os.ReadDir(b.path("shared"))
+		return err == nil && len(ents) == 2
+	})
+	if err := os.Remove(a.path("shared/new.txt")); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	driveWait(t, "B to lose the deleted file", func() bool {
+		_, err := os.Stat(b.path("shared/new.txt"))
+		return errors.Is(err, os.ErrNotExist)
+	})
+}
