@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
 	"github.com/anysync/anysync/crypto"
@@ -39,17 +40,8 @@ func (s *Syncer) syncOnce(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, n := range pending {
-		err := s.cfg.FS.Upload(ctx, n.Ino, func(r io.Reader) ([]byte, int64, error) {
-			chunks, size, err := s.cfg.Repo.WriteFile(ctx, r)
-			if err != nil {
-				return nil, 0, err
-			}
-			return localdb.EncodeChunks(fromTreeChunks(chunks)), size, nil
-		})
-		if err != nil && !errors.Is(err, node.ErrBusy) {
-			return false, err
-		}
+	if err := s.uploadAll(ctx, pending); err != nil {
+		return false, err
 	}
 	// Data packs first: the trees below refer to them.
 	if err := s.cfg.Repo.Flush(ctx); err != nil {
@@ -80,6 +72,58 @@ func (s *Syncer) syncOnce(ctx context.Context) (bool, error) {
 	})
 	s.invalidate(invs)
 	return committed, err
+}
+
+// uploadWorkers is how many files upload at once: small files are
+// latency-bound (one WriteFile each), large ones are parallel inside.
+const uploadWorkers = 4
+
+// uploadAll stores the content of pending files, several at a time. Files
+// open for writing are skipped (committed after close).
+func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	work := make(chan uint64)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var firstErr error
+	for range min(uploadWorkers, len(pending)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ino := range work {
+				err := s.cfg.FS.Upload(ctx, ino, func(r io.Reader) ([]byte, int64, error) {
+					chunks, size, err := s.cfg.Repo.WriteFile(ctx, r)
+					if err != nil {
+						return nil, 0, err
+					}
+					return localdb.EncodeChunks(fromTreeChunks(chunks)), size, nil
+				})
+				if err != nil && !errors.Is(err, node.ErrBusy) {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+						cancel()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for _, n := range pending {
+		select {
+		case work <- n.Ino:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
 }
 
 type dirUpdate struct {
