@@ -374,3 +374,54 @@ func TestPendingSurvivesRestart(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func (d *device) exists(p string) bool {
+	d.t.Helper()
+	parent, name := d.dirOf(p)
+	_, err := d.fs.Lookup(d.ctx, parent, name)
+	return err == nil
+}
+
+// TestMergeKeepsData covers the cases where one side deletes or moves what
+// the other changes: nothing changed is ever lost.
+func TestMergeKeepsData(t *testing.T) {
+	c := newCloud(t)
+	a, b := c.device(t, "A"), c.device(t, "B")
+	a.mkdir("/dir")
+	a.write("/dir/old.txt", "old")
+	a.write("/f1", "v1")
+	a.write("/f2", "v1")
+	a.commit()
+	b.pull()
+
+	// A renames the folder and deletes f1; B adds a file in the folder and
+	// edits f1; A deletes f2 after B edited it.
+	if err := a.fs.Rename(a.ctx, localdb.RootIno, "dir", localdb.RootIno, "renamed", 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.fs.Unlink(a.ctx, localdb.RootIno, "f1"); err != nil {
+		t.Fatal(err)
+	}
+	b.write("/dir/new.txt", "new")
+	b.write("/f1", "edited by B")
+	b.write("/f2", "edited by B")
+	b.commit()
+	if err := a.fs.Unlink(a.ctx, localdb.RootIno, "f2"); err != nil {
+		t.Fatal(err)
+	}
+	a.commit() // merges B's version
+	b.pull()
+	if got, want := a.listing(), b.listing(); got != want {
+		t.Fatalf("devices differ:\n%s\n--- B\n%s", got, want)
+	}
+	if a.read("/dir/new.txt") != "new" || a.read("/renamed/old.txt") != "old" {
+		t.Fatalf("files lost around the renamed folder:\n%s", a.listing())
+	}
+	// Edit wins over delete, whichever side committed first.
+	if a.read("/f2") != "edited by B" {
+		t.Fatalf("f2 edited by B and deleted later by A is gone:\n%s", a.listing())
+	}
+	if !b.exists("/f1") || b.read("/f1") != "edited by B" {
+		t.Fatalf("f1 edited by B and deleted earlier by A is gone:\n%s", b.listing())
+	}
+}
