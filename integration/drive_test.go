@@ -28,7 +28,7 @@ func TestDriveNewcomerFlow(t *testing.T) {
 	}
 	driveRun(t, "", "cp", "-r", photos, h.path("Photos"))
 	st := h.cli("status")
-	if !strings.Contains(st, "newcomer@example.com") || !strings.Contains(st, h.mnt) {
+	if !strings.Contains(st, "newcomer@example.com") || !strings.Contains(st, h.mnt) || !strings.Contains(st, "cache:") {
 		t.Fatalf("status:\n%s", st)
 	}
 	if out := h.cli("sync", "--wait"); !strings.Contains(out, "All changes committed") {

@@ -265,6 +265,7 @@ func printStatus(st *daemon.Status) {
 	}
 	fmt.Printf("version:  %s\n", head)
 	fmt.Printf("files:    %d nodes, %d with changes to upload\n", st.Nodes, st.Pending)
+	fmt.Printf("cache:    %d of %d MiB\n", st.CacheBytes>>20, st.CacheLimit>>20)
 	if !st.LastCommit.IsZero() {
 		fmt.Printf("commit:   %d this session, last at %s\n", st.Commits, st.LastCommit.Format(time.DateTime))
 	}

@@ -43,6 +43,8 @@ type Status struct {
 	Commits     int64     `json:"commits"`
 	LastCommit  time.Time `json:"last_commit,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
+	CacheBytes  int64     `json:"cache_bytes"`
+	CacheLimit  int64     `json:"cache_limit"`
 }
 
 // Response is a control response.
@@ -161,6 +163,7 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	if !st.HeadVersion.IsZero() {
 		out.HeadVersion = st.HeadVersion.String()
 	}
+	out.CacheBytes, out.CacheLimit = d.cache.Usage()
 	return out, nil
 }
 

@@ -75,6 +75,7 @@ type daemon struct {
 	fs     *node.FS
 	sync   *syncer.Syncer
 	mount  *fusefs.Mount
+	cache  *memCache
 	log    *log.Logger
 
 	stopOnce sync.Once
@@ -120,11 +121,12 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer db.Close()
 
-	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: remote.NewPackStore(client), Index: syncer.Index{DB: db}, Cache: newMemCache(o.CacheBytes)})
+	cache := newMemCache(o.CacheBytes)
+	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: remote.NewPackStore(client), Index: syncer.Index{DB: db}, Cache: cache})
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, keys: keys, client: client, db: db, log: o.Logger, stop: make(chan struct{})}
+	d := &daemon{opts: o, keys: keys, client: client, db: db, cache: cache, log: o.Logger, stop: make(chan struct{})}
 	d.fs, err = node.New(ctx, node.Config{
 		DB:         db,
 		StagingDir: filepath.Join(o.Home, StagingDir),

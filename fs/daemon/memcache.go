@@ -73,3 +73,10 @@ func (c *memCache) Get(ctx context.Context, id crypto.ID, get func(context.Conte
 	close(f.done)
 	return f.plain, f.err
 }
+
+// Usage returns the bytes cached and the limit.
+func (c *memCache) Usage() (used, limit int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.bytes, c.limit
+}
