@@ -1,6 +1,7 @@
 package syncer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -93,11 +94,7 @@ func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
 			defer wg.Done()
 			for ino := range work {
 				err := s.cfg.FS.Upload(ctx, ino, func(r io.Reader) ([]byte, int64, error) {
-					chunks, size, err := s.cfg.Repo.WriteFile(ctx, r)
-					if err != nil {
-						return nil, 0, err
-					}
-					return localdb.EncodeChunks(fromTreeChunks(chunks)), size, nil
+					return s.store(ctx, r)
 				})
 				if err != nil && !errors.Is(err, node.ErrBusy) {
 					mu.Lock()
@@ -124,6 +121,38 @@ feed:
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// smallFile is the size up to which content is stored as one blob without
+// running the chunker: the chunker never cuts a stream shorter than its
+// minimum chunk (256 KiB), so the chunk list is the one WriteFile would
+// make, without allocating a chunker's 8 MiB buffer per file.
+const smallFile = 256 << 10
+
+// store stores a file's content and returns its encoded chunk list.
+func (s *Syncer) store(ctx context.Context, r io.Reader) ([]byte, int64, error) {
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	buf := *bp
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		if n == 0 {
+			return nil, 0, nil
+		}
+		id, err := s.cfg.Repo.SaveBlob(ctx, crypto.BlobData, buf[:n])
+		if err != nil {
+			return nil, 0, err
+		}
+		return localdb.EncodeChunks([]localdb.ChunkRef{{ID: id, Length: uint32(n)}}), int64(n), nil
+	case err != nil:
+		return nil, 0, fmt.Errorf("read content: %w", err)
+	}
+	chunks, size, err := s.cfg.Repo.WriteFile(ctx, io.MultiReader(bytes.NewReader(buf[:n]), r))
+	if err != nil {
+		return nil, 0, err
+	}
+	return localdb.EncodeChunks(fromTreeChunks(chunks)), size, nil
 }
 
 type dirUpdate struct {

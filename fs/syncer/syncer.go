@@ -86,6 +86,10 @@ type Syncer struct {
 
 	inv Invalidator
 
+	// bufs holds smallFile+1 byte buffers: one more than a small file, so
+	// a full read tells a large file apart.
+	bufs sync.Pool
+
 	smu     sync.Mutex
 	lastErr error
 	lastAt  time.Time
@@ -112,7 +116,12 @@ func New(cfg Config) *Syncer {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	return &Syncer{cfg: cfg, kick: make(chan struct{}, 1)}
+	st := &Syncer{cfg: cfg, kick: make(chan struct{}, 1)}
+	st.bufs.New = func() any {
+		b := make([]byte, smallFile+1)
+		return &b
+	}
+	return st
 }
 
 // SetInvalidator sets the front end to invalidate after remote changes.
