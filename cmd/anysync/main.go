@@ -148,7 +148,7 @@ const readyFD = 3
 
 func mountCmd(g *globals) *cobra.Command {
 	var foreground, notify bool
-	var cacheMB int64
+	var cacheMB, memoryMB int64
 	var quiet, maxDelay time.Duration
 	cmd := &cobra.Command{
 		Use:   "mount DIR",
@@ -160,7 +160,7 @@ func mountCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if !foreground {
-				return startDaemon(g.home, dir, cacheMB, quiet, maxDelay)
+				return startDaemon(g.home, dir, cacheMB, memoryMB, quiet, maxDelay)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -168,7 +168,7 @@ func mountCmd(g *globals) *cobra.Command {
 				// Profiling endpoint for development (net/http/pprof).
 				go func() { _ = http.ListenAndServe(addr, nil) }()
 			}
-			opts := daemon.Options{Home: g.home, Mountpoint: dir, CacheBytes: cacheMB << 20, Quiet: quiet, MaxDelay: maxDelay}
+			opts := daemon.Options{Home: g.home, Mountpoint: dir, CacheBytes: cacheMB << 20, MemoryBytes: memoryMB << 20, Quiet: quiet, MaxDelay: maxDelay}
 			if notify {
 				opts.Ready = func() {
 					f := os.NewFile(readyFD, "ready")
@@ -182,7 +182,8 @@ func mountCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVar(&foreground, "foreground", false, "stay in the foreground (logs to stderr)")
 	cmd.Flags().BoolVar(&notify, "notify-ready", false, "report readiness on descriptor 3 (used by the background start)")
 	_ = cmd.Flags().MarkHidden("notify-ready")
-	cmd.Flags().Int64Var(&cacheMB, "cache-size", daemon.DefaultCacheBytes>>20, "memory chunk cache size in MiB")
+	cmd.Flags().Int64Var(&cacheMB, "cache-size", daemon.DefaultCacheBytes>>20, "chunk cache size on disk in MiB (pinned files may exceed it)")
+	cmd.Flags().Int64Var(&memoryMB, "memory-cache", daemon.DefaultMemoryBytes>>20, "decrypted chunks kept in memory, MiB")
 	cmd.Flags().DurationVar(&quiet, "commit-quiet", time.Second, "commit after changes stop for this long")
 	cmd.Flags().DurationVar(&maxDelay, "commit-max-delay", 10*time.Second, "commit at least this often while changes go on")
 	return cmd
@@ -190,7 +191,7 @@ func mountCmd(g *globals) *cobra.Command {
 
 // startDaemon re-executes anysync in the background, in its own session,
 // logging to the home folder, and waits until it reports the mount ready.
-func startDaemon(home, dir string, cacheMB int64, quiet, maxDelay time.Duration) error {
+func startDaemon(home, dir string, cacheMB, memoryMB int64, quiet, maxDelay time.Duration) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -210,7 +211,7 @@ func startDaemon(home, dir string, cacheMB int64, quiet, maxDelay time.Duration)
 		return err
 	}
 	defer pr.Close()
-	c := exec.Command(exe, "--home", home, "mount", "--foreground", "--notify-ready", "--cache-size", fmt.Sprint(cacheMB),
+	c := exec.Command(exe, "--home", home, "mount", "--foreground", "--notify-ready", "--cache-size", fmt.Sprint(cacheMB), "--memory-cache", fmt.Sprint(memoryMB),
 		"--commit-quiet", quiet.String(), "--commit-max-delay", maxDelay.String(), dir)
 	c.Stdout, c.Stderr = logf, logf
 	c.ExtraFiles = []*os.File{pw} // becomes descriptor 3
@@ -265,7 +266,7 @@ func printStatus(st *daemon.Status) {
 	}
 	fmt.Printf("version:  %s\n", head)
 	fmt.Printf("files:    %d nodes, %d with changes to upload\n", st.Nodes, st.Pending)
-	fmt.Printf("cache:    %d of %d MiB\n", st.CacheBytes>>20, st.CacheLimit>>20)
+	fmt.Printf("cache:    %d of %d MiB on disk (%d MiB pinned), %d MiB in memory\n", st.CacheBytes>>20, st.CacheLimit>>20, st.PinnedBytes>>20, st.MemoryBytes>>20)
 	if !st.LastCommit.IsZero() {
 		fmt.Printf("commit:   %d this session, last at %s\n", st.Commits, st.LastCommit.Format(time.DateTime))
 	}

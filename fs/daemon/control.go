@@ -45,6 +45,8 @@ type Status struct {
 	LastError   string    `json:"last_error,omitempty"`
 	CacheBytes  int64     `json:"cache_bytes"`
 	CacheLimit  int64     `json:"cache_limit"`
+	MemoryBytes int64     `json:"memory_bytes"`
+	PinnedBytes int64     `json:"pinned_bytes"`
 }
 
 // Response is a control response.
@@ -163,7 +165,9 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	if !st.HeadVersion.IsZero() {
 		out.HeadVersion = st.HeadVersion.String()
 	}
-	out.CacheBytes, out.CacheLimit = d.cache.Usage()
+	cs := d.cache.Stats()
+	out.CacheBytes, out.CacheLimit = cs.DiskBytes, cs.DiskLimit
+	out.MemoryBytes, out.PinnedBytes = cs.MemBytes, cs.PinnedBytes
 	return out, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/anysync/anysync/fs/node"
 	"github.com/anysync/anysync/fs/syncer"
 	"github.com/anysync/anysync/remote"
+	"github.com/anysync/anysync/store/cache"
 	"github.com/anysync/anysync/store/repo"
 )
 
@@ -43,8 +44,15 @@ const (
 	LogFile        = "daemon.log"
 )
 
-// DefaultCacheBytes is the default memory chunk cache size.
-const DefaultCacheBytes = 128 << 20
+// Default chunk cache sizes: sealed chunks on disk (pinned ones may exceed
+// it), and decrypted chunks in memory.
+const (
+	DefaultCacheBytes  = 10 << 30
+	DefaultMemoryBytes = 128 << 20
+)
+
+// CacheDir is the chunk cache's folder inside the home.
+const CacheDir = "cache"
 
 // memoryHeadroom is what the daemon needs beside the chunk cache (FUSE
 // buffers, packs being written and uploaded, SQLite): the Go heap is
@@ -55,8 +63,9 @@ const memoryHeadroom = 160 << 20
 type Options struct {
 	Home       string
 	Mountpoint string
-	// CacheBytes bounds the memory chunk cache (default DefaultCacheBytes).
-	CacheBytes int64
+	// CacheBytes bounds the chunk cache on disk (default DefaultCacheBytes);
+	// MemoryBytes its memory tier (default DefaultMemoryBytes).
+	CacheBytes, MemoryBytes int64
 	// Quiet is the committer's debounce (default 1s); MaxDelay bounds it
 	// under constant change (default 10s).
 	Quiet, MaxDelay time.Duration
@@ -75,7 +84,7 @@ type daemon struct {
 	fs     *node.FS
 	sync   *syncer.Syncer
 	mount  *fusefs.Mount
-	cache  *memCache
+	cache  *cache.Cache
 	log    *log.Logger
 
 	stopOnce sync.Once
@@ -89,10 +98,13 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.CacheBytes == 0 {
 		o.CacheBytes = DefaultCacheBytes
 	}
+	if o.MemoryBytes == 0 {
+		o.MemoryBytes = DefaultMemoryBytes
+	}
 	if o.Logger == nil {
 		o.Logger = log.New(os.Stderr, "anysync: ", log.LstdFlags)
 	}
-	debug.SetMemoryLimit(o.CacheBytes + memoryHeadroom)
+	debug.SetMemoryLimit(o.MemoryBytes + memoryHeadroom)
 	lock, err := lockHome(o.Home)
 	if err != nil {
 		return err
@@ -121,12 +133,18 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer db.Close()
 
-	cache := newMemCache(o.CacheBytes)
-	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: remote.NewPackStore(client), Index: syncer.Index{DB: db}, Cache: cache})
+	// The chunk cache: decrypted chunks in memory, sealed chunks on disk
+	// (surviving restarts), one process per cache folder.
+	chunks, err := cache.Open(filepath.Join(o.Home, CacheDir), cache.Options{MemBytes: o.MemoryBytes, DiskBytes: o.CacheBytes})
+	if err != nil {
+		return fmt.Errorf("open chunk cache: %w", err)
+	}
+	defer chunks.Close()
+	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: remote.NewPackStore(client), Index: syncer.Index{DB: db}, Cache: chunks})
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, keys: keys, client: client, db: db, cache: cache, log: o.Logger, stop: make(chan struct{})}
+	d := &daemon{opts: o, keys: keys, client: client, db: db, cache: chunks, log: o.Logger, stop: make(chan struct{})}
 	d.fs, err = node.New(ctx, node.Config{
 		DB:         db,
 		StagingDir: filepath.Join(o.Home, StagingDir),
