@@ -102,6 +102,16 @@ func New(r io.Reader, gear *[256]uint64, p Params) *Chunker {
 	return c
 }
 
+// Reset makes the chunker start over on r, keeping its buffer, so one
+// chunker can serve many files without a 2×Max allocation each. A chunker
+// whose parameters were invalid stays failed.
+func (c *Chunker) Reset(r io.Reader) {
+	if c.buf == nil {
+		return
+	}
+	c.r, c.start, c.end, c.err = r, 0, 0, nil
+}
+
 // Next returns the next chunk. The slice is only valid until the next call.
 // After the last chunk it returns io.EOF; a read error is returned as soon
 // as it is met (wrapped), and again on every later call.

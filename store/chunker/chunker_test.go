@@ -328,3 +328,40 @@ func BenchmarkChunker(b *testing.B) {
 		}
 	}
 }
+
+func TestResetReusesChunker(t *testing.T) {
+	gear := testGear(3)
+	p := Params{Min: 1 << 10, Avg: 4 << 10, Max: 16 << 10}
+	a, b := randomData(200<<10, 1), randomData(150<<10, 2)
+	c := New(bytes.NewReader(a), gear, p)
+	first := collect(t, c)
+	c.Reset(bytes.NewReader(b))
+	second := collect(t, c)
+	fresh := collect(t, New(bytes.NewReader(b), gear, p))
+	if !bytes.Equal(bytes.Join(first, nil), a) || !bytes.Equal(bytes.Join(second, nil), b) {
+		t.Fatal("chunks do not concatenate to the input")
+	}
+	if len(second) != len(fresh) {
+		t.Fatalf("reset chunker cut %d chunks, a fresh one %d", len(second), len(fresh))
+	}
+	for i := range fresh {
+		if !bytes.Equal(second[i], fresh[i]) {
+			t.Fatalf("chunk %d differs after Reset", i)
+		}
+	}
+}
+
+func collect(t *testing.T, c *Chunker) [][]byte {
+	t.Helper()
+	var out [][]byte
+	for {
+		chunk, err := c.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, bytes.Clone(chunk))
+	}
+}

@@ -70,8 +70,9 @@ type Repo struct {
 	workers  int
 	packSize int
 
-	// bufs and sealBufs recycle chunk-sized buffers of the write pipeline.
-	bufs, sealBufs sync.Pool
+	// bufs and sealBufs recycle chunk-sized buffers of the write pipeline;
+	// chunkers recycles chunkers (each holds a 2×Max buffer).
+	bufs, sealBufs, chunkers sync.Pool
 
 	flushMu sync.Mutex
 	mu      sync.Mutex

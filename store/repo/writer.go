@@ -68,7 +68,13 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 	}
 
 	var size int64
-	ch := chunker.New(rd, r.gear, r.params)
+	ch, _ := r.chunkers.Get().(*chunker.Chunker)
+	if ch == nil {
+		ch = chunker.New(rd, r.gear, r.params)
+	} else {
+		ch.Reset(rd)
+	}
+	defer func() { ch.Reset(nil); r.chunkers.Put(ch) }()
 	for idx := 0; ; idx++ {
 		if ctx.Err() != nil {
 			break
