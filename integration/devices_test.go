@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -53,4 +54,39 @@ func TestDevicesRevokeAndLogout(t *testing.T) {
 	// Signing in again works: the account is intact.
 	laptop.login()
 	laptop.cli("devices")
+}
+
+// TestPasswordChange: the new password logs a new device in, the old one no
+// longer does, a wrong current password changes nothing, and the data key
+// is the same (a device signed in before keeps working).
+func TestPasswordChange(t *testing.T) {
+	srv := startDriveServer(t)
+	first := srv.newHome(t, "passwd@example.com").signup()
+	bin, _ := driveBinaries(t)
+	change := func(current, next string) (string, error) {
+		cmd := exec.Command(bin, "--home", first.home, "password")
+		cmd.Env = append(os.Environ(), "ANYSYNC_PASSWORD="+current, "ANYSYNC_NEW_PASSWORD="+next)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := change("not the password", "whatever else"); err == nil || !strings.Contains(out, "wrong current password") {
+		t.Fatalf("change with a wrong current password: %v\n%s", err, out)
+	}
+	if out, err := change(drivePassword, "a brand new passphrase"); err != nil {
+		t.Fatalf("change password: %v\n%s", err, out)
+	}
+	login := func(pw string) (string, error) {
+		h := srv.newHome(t, "passwd@example.com")
+		cmd := exec.Command(bin, "--home", h.home, "login", "--server", srv.addr, "--fingerprint", srv.fingerprint, "--email", h.email)
+		cmd.Env = append(os.Environ(), "ANYSYNC_PASSWORD="+pw)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := login(drivePassword); err == nil {
+		t.Fatalf("the old password still logs in:\n%s", out)
+	}
+	if out, err := login("a brand new passphrase"); err != nil {
+		t.Fatalf("the new password does not log in: %v\n%s", err, out)
+	}
+	first.cli("devices") // the device signed in before the change still works
 }
