@@ -60,7 +60,7 @@ func newRoot() *cobra.Command {
 		accountCmd(g, "login", "Sign this device in to an existing account"),
 		mountCmd(g), statusCmd(g), syncCmd(g), unmountCmd(g),
 		backupCmd(g), restoreCmd(g), checkCmd(g),
-		devicesCmd(g), logoutCmd(g), recoveryKeyCmd(g), passwordCmd(g))
+		devicesCmd(g), logoutCmd(g), recoveryKeyCmd(g), passwordCmd(g), versionsCmd(g))
 	return root
 }
 

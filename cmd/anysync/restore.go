@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -17,14 +18,19 @@ func restoreCmd(g *globals) *cobra.Command {
 		version uint64
 		asJSON  bool
 		workers int
+		inPlace bool
 	)
 	cmd := &cobra.Command{
-		Use:   "restore CLOUD_PATH --to DIR",
+		Use:   "restore PATH (--to DIR | --in-place --version N)",
 		Short: "Restore a folder or file of the drive (any version) into a local folder",
 		Long: `Restore CLOUD_PATH of the head version (or --version N) into DIR, with
 contents, modes, times, symlinks and extended attributes. A folder's contents
 go into DIR; a file goes into DIR under its name. Every byte is authenticated
-and checked against its ID; nothing is written outside DIR.`,
+and checked against its ID; nothing is written outside DIR.
+
+With --in-place, PATH gets its content of version N back as a new version
+(so the restore can be undone too); deleted files and folders come back.
+PATH is a cloud path (/Docs/a.txt) or a path inside the mounted drive.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := interruptible(cmd.Context())
@@ -34,6 +40,21 @@ and checked against its ID; nothing is written outside DIR.`,
 				return err
 			}
 			defer a.Close()
+			args[0] = cloudPathOf(ctx, g.home, args[0])
+			if inPlace {
+				if to != "" || version == 0 {
+					return errors.New("--in-place takes --version N and no --to")
+				}
+				h, err := backup.RestoreInPlace(ctx, a.acct, args[0], version, "")
+				if err != nil {
+					return err
+				}
+				fmt.Printf("Restored %s from version #%d as version #%d.\n", args[0], version, h.Seq)
+				return nil
+			}
+			if to == "" {
+				return errors.New("say where to restore: --to DIR, or --in-place")
+			}
 			o := backup.RestoreOptions{Account: a.acct, CloudPath: args[0], Version: version, Target: to, Workers: workers}
 			var bar *progressbar.ProgressBar
 			if !asJSON && isTerminal(os.Stderr) {
@@ -73,6 +94,6 @@ and checked against its ID; nothing is written outside DIR.`,
 	f.Uint64Var(&version, "version", 0, "version number to restore from (default: the newest)")
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary on stdout, no progress")
 	f.IntVar(&workers, "workers", 0, "files restored at once (default 8)")
-	_ = cmd.MarkFlagRequired("to")
+	f.BoolVar(&inPlace, "in-place", false, "put PATH's content of --version N back as a new version")
 	return cmd
 }

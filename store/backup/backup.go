@@ -131,6 +131,8 @@ type run struct {
 	// a Ledger); maxEntries is the commit size limit.
 	fresh      []repo.IndexEntry
 	maxEntries int
+	// message is the committed version's message; default "backup of DIR".
+	message string
 }
 
 // Run backs o.Dir up and commits one version in which o.CloudPath mirrors
@@ -324,7 +326,7 @@ func (b *run) commit(ctx context.Context, folder tree.Entry) ([]repo.IndexEntry,
 			return nil, nil
 		}
 		v := &tree.Version{Root: newRoot, Parent: head.Version, Time: time.Now().UnixNano(), Device: b.dev,
-			Message: "backup of " + b.sum.Dir}
+			Message: b.versionMessage()}
 		vid, err := b.repo.SaveVersion(ctx, v)
 		if err != nil {
 			return nil, fmt.Errorf("save version: %w", err)
@@ -449,6 +451,13 @@ func (b *run) markCommitted(ctx context.Context, entries []repo.IndexEntry) erro
 	}
 	b.fresh = kept
 	return nil
+}
+
+func (b *run) versionMessage() string {
+	if b.message != "" {
+		return b.message
+	}
+	return "backup of " + b.sum.Dir
 }
 
 // lockFile takes an exclusive lock on path, so two backups of one folder
