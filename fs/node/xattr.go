@@ -29,9 +29,11 @@ func (f *FS) xattrs(ctx context.Context, ino uint64) ([]localdb.Xattr, error) {
 // GetXattr returns an extended attribute's value.
 func (f *FS) GetXattr(ctx context.Context, ino uint64, name string) ([]byte, error) {
 	if !strings.HasPrefix(name, "user.") {
-		// Only user attributes are stored; ls and friends ask for ACLs and
-		// security labels on every file.
-		return nil, syscall.ENODATA
+		// Only user attributes are stored. ENOTSUP (not ENODATA) says the
+		// namespace is unsupported, as setxattr does: ls -l asks for ACLs
+		// and security labels on every file, but stops asking on a device
+		// after the first ENOTSUP, saving two round trips per file.
+		return nil, syscall.ENOTSUP
 	}
 	xs, err := f.xattrs(ctx, ino)
 	if err != nil {
