@@ -60,7 +60,8 @@ func newRoot() *cobra.Command {
 		accountCmd(g, "login", "Sign this device in to an existing account"),
 		mountCmd(g), statusCmd(g), syncCmd(g), unmountCmd(g),
 		backupCmd(g), restoreCmd(g), checkCmd(g),
-		devicesCmd(g), logoutCmd(g), recoveryKeyCmd(g), passwordCmd(g), versionsCmd(g))
+		devicesCmd(g), logoutCmd(g), recoveryKeyCmd(g), passwordCmd(g), versionsCmd(g),
+		pinCmd(g), unpinCmd(g))
 	return root
 }
 
@@ -238,12 +239,15 @@ func startDaemon(home, dir string, cacheMB, memoryMB int64, quiet, maxDelay time
 
 func statusCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "status",
-		Short: "Show the mounted drive's head version, pending uploads and errors",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "status [PATH...]",
+		Short: "Show the mounted drive's head version, pending uploads and errors; or each PATH's state",
+		Args:  cobra.ArbitraryArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
+			if len(args) > 0 {
+				return printPathStates(ctx, g.home, args)
+			}
 			resp, err := daemon.Call(ctx, g.home, daemon.Request{Op: daemon.OpStatus})
 			if err != nil {
 				return err

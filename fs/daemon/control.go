@@ -21,6 +21,9 @@ const (
 	OpStatus  = "status"
 	OpSync    = "sync"
 	OpUnmount = "unmount"
+	OpPin     = "pin"   // Paths: download and keep on disk; progress is streamed
+	OpUnpin   = "unpin" // Paths: evictable again
+	OpState   = "state" // Paths: placeholder, partial, cached, pinned, dirty
 )
 
 // Request is a control request.
@@ -29,6 +32,8 @@ type Request struct {
 	// Wait, for OpSync, waits until the changes are committed; otherwise
 	// the committer is only woken.
 	Wait bool `json:"wait,omitempty"`
+	// Paths are cloud paths (/Docs/a.txt) for pin, unpin and state.
+	Paths []string `json:"paths,omitempty"`
 }
 
 // Status describes a running daemon.
@@ -51,12 +56,19 @@ type Status struct {
 
 // Response is a control response.
 type Response struct {
-	Error  string  `json:"error,omitempty"`
-	Status *Status `json:"status,omitempty"`
+	Error  string      `json:"error,omitempty"`
+	Status *Status     `json:"status,omitempty"`
+	States []PathState `json:"states,omitempty"`
+	// Progress marks an interim response of a long operation; the final
+	// response has none.
+	Progress *Progress `json:"progress,omitempty"`
 }
 
-// maxRequest bounds a control request; real ones are a few dozen bytes.
-const maxRequest = 4096
+// maxRequest bounds a control request: a few dozen bytes, or a list of paths.
+const maxRequest = 256 << 10
+
+// maxPaths bounds the paths of one request.
+const maxPaths = 1024
 
 // ErrBadRequest means a control request could not be understood.
 var ErrBadRequest = errors.New("bad control request")
@@ -71,6 +83,21 @@ func readRequest(r io.Reader) (Request, error) {
 	}
 	switch req.Op {
 	case OpStatus, OpSync, OpUnmount:
+		if len(req.Paths) > 0 {
+			return Request{}, fmt.Errorf("%w: %s takes no paths", ErrBadRequest, req.Op)
+		}
+		return req, nil
+	case OpPin, OpUnpin, OpState:
+		if len(req.Paths) == 0 || len(req.Paths) > maxPaths {
+			return Request{}, fmt.Errorf("%w: %s takes 1 to %d paths", ErrBadRequest, req.Op, maxPaths)
+		}
+		for i, p := range req.Paths {
+			c, err := cleanCloudPath(p)
+			if err != nil {
+				return Request{}, err
+			}
+			req.Paths[i] = c
+		}
 		return req, nil
 	}
 	return Request{}, fmt.Errorf("%w: unknown operation %q", ErrBadRequest, req.Op)
@@ -105,14 +132,36 @@ func (d *daemon) serveControl(ctx context.Context, ln net.Listener) {
 				_ = json.NewEncoder(c).Encode(Response{Error: err.Error()})
 				return
 			}
-			resp := d.handle(ctx, req)
-			_ = json.NewEncoder(c).Encode(resp)
+			enc := json.NewEncoder(c)
+			resp := d.handle(ctx, req, func(p Progress) { _ = enc.Encode(Response{Progress: &p}) })
+			_ = enc.Encode(resp)
 		}()
 	}
 }
 
-func (d *daemon) handle(ctx context.Context, req Request) Response {
+func (d *daemon) handle(ctx context.Context, req Request, progress func(Progress)) Response {
 	switch req.Op {
+	case OpPin:
+		var last time.Time
+		throttled := func(p Progress) {
+			if now := time.Now(); now.Sub(last) > 200*time.Millisecond || p.Done == p.Total {
+				last = now
+				progress(p)
+			}
+		}
+		if err := d.pin(ctx, req.Paths, throttled); err != nil {
+			return Response{Error: err.Error()}
+		}
+	case OpUnpin:
+		if err := d.unpin(ctx, req.Paths); err != nil {
+			return Response{Error: err.Error()}
+		}
+	case OpState:
+		states, err := d.states(ctx, req.Paths)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{States: states}
 	case OpStatus:
 	case OpSync:
 		if !req.Wait {
@@ -173,6 +222,12 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 
 // Call sends a request to the daemon of a home folder.
 func Call(ctx context.Context, home string, req Request) (*Response, error) {
+	return CallProgress(ctx, home, req, nil)
+}
+
+// CallProgress is Call for long operations: progress, if set, gets the
+// interim reports the daemon streams before its final response.
+func CallProgress(ctx context.Context, home string, req Request, progress func(Progress)) (*Response, error) {
 	var dialer net.Dialer
 	c, err := dialer.DialContext(ctx, "unix", filepath.Join(home, SocketFile))
 	if err != nil {
@@ -185,12 +240,21 @@ func Call(ctx context.Context, home string, req Request) (*Response, error) {
 	if err := json.NewEncoder(c).Encode(req); err != nil {
 		return nil, fmt.Errorf("send control request: %w", err)
 	}
-	var resp Response
-	if err := json.NewDecoder(c).Decode(&resp); err != nil {
-		return nil, fmt.Errorf("read control response: %w", err)
+	dec := json.NewDecoder(c)
+	for {
+		var resp Response
+		if err := dec.Decode(&resp); err != nil {
+			return nil, fmt.Errorf("read control response: %w", err)
+		}
+		if resp.Progress != nil {
+			if progress != nil {
+				progress(*resp.Progress)
+			}
+			continue
+		}
+		if resp.Error != "" {
+			return &resp, errors.New(resp.Error)
+		}
+		return &resp, nil
 	}
-	if resp.Error != "" {
-		return &resp, errors.New(resp.Error)
-	}
-	return &resp, nil
 }

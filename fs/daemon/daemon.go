@@ -85,6 +85,7 @@ type daemon struct {
 	sync   *syncer.Syncer
 	mount  *fusefs.Mount
 	cache  *cache.Cache
+	repo   *repo.Repo
 	log    *log.Logger
 
 	stopOnce sync.Once
@@ -144,7 +145,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, keys: keys, client: client, db: db, cache: chunks, log: o.Logger, stop: make(chan struct{})}
+	d := &daemon{opts: o, keys: keys, client: client, db: db, cache: chunks, repo: rp, log: o.Logger, stop: make(chan struct{})}
 	d.fs, err = node.New(ctx, node.Config{
 		DB:         db,
 		StagingDir: filepath.Join(o.Home, StagingDir),
@@ -199,6 +200,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	go d.serveControl(ctx, ln)
 	go d.sync.Run(ctx)
 	go d.watch(ctx)
+	go d.repinLoop(ctx)
 	d.sync.Kick() // uploads left over from a previous run resume
 	if o.Ready != nil {
 		o.Ready()

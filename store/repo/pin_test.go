@@ -1,0 +1,67 @@
+package repo
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/anysync/anysync/store/cache"
+	"github.com/anysync/anysync/store/objstore"
+)
+
+func TestPinDownloadsAndSurvivesEviction(t *testing.T) {
+	fx := newFixture()
+	w := fx.open(t, &smallChunks)
+	data := randomData(2<<20, 21)
+	refs := writeFile(t, w, data)
+	other := writeFile(t, w, randomData(2<<20, 22))
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// A disk tier smaller than both files together.
+	c, err := cache.Open(t.TempDir(), cache.Options{MemBytes: 1 << 20, DiskBytes: 3 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, err := Open(Config{Keys: fx.keys, Objects: fx.objs, Index: fx.index, Cache: c, Chunker: &smallChunks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last, total int64
+	if err := r.Pin(context.Background(), refs, func(d, tot int64) { last, total = d, tot }); err != nil {
+		t.Fatal(err)
+	}
+	if last != int64(len(data)) || total != int64(len(data)) {
+		t.Fatalf("progress ended at %d of %d, want %d", last, total, len(data))
+	}
+	if st, _ := r.CacheState(refs); st.Cached != len(refs) || st.Pinned != len(refs) || st.CachedBytes != int64(len(data)) {
+		t.Fatalf("after pin: %+v for %d chunks", st, len(refs))
+	}
+	// Reading another file through the small cache evicts unpinned chunks
+	// only; the pinned file still reads with the store gone.
+	_ = readAll(t, r, other)
+	// An empty store: every fetch fails, so what reads comes from disk.
+	offline, err := Open(Config{Keys: fx.keys, Objects: objstore.NewMem(), Index: fx.index, Cache: c, Chunker: &smallChunks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, offline, refs); !bytes.Equal(got, data) {
+		t.Fatal("pinned file does not read back from the cache")
+	}
+	if err := r.Unpin(refs); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := r.CacheState(refs); st.Pinned != 0 {
+		t.Fatalf("%d chunks still pinned after unpin", st.Pinned)
+	}
+}
+
+func TestPinWithoutCache(t *testing.T) {
+	fx := newFixture()
+	r := fx.open(t, &smallChunks)
+	if err := r.Pin(context.Background(), nil, nil); !errors.Is(err, ErrNoPinning) {
+		t.Fatalf("Pin without a cache: %v", err)
+	}
+}
