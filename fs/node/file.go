@@ -344,24 +344,55 @@ func (f *FS) persistMeta(ctx context.Context, of *openFile) error {
 	return nil
 }
 
-// setOpenAttr applies chmod/utimens through a handle whose node already
-// records pending changes in memory, to be written with the size at flush:
-// archive extractors set times and modes on every file they write.
-func (f *FS) setOpenAttr(h *Handle, in SetAttrIn) bool {
-	if h == nil {
-		return false
+// openOf returns the open file a setattr applies to: the handle's, or,
+// for chmod/utimens by path or fchmod/futimens (which the kernel sends
+// without a handle), the node's open file, if any.
+func (f *FS) openOf(ino uint64, h *Handle) *openFile {
+	if h != nil {
+		return h.of
 	}
-	of := h.of
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	return f.open[ino]
+}
+
+// ownsAttrs reports whether an open file's in-memory attributes are the
+// node's newest: it records pending content, so its size, times and mode
+// are written to the row at the next flush, fsync or release. Called with
+// of.mu held.
+func (of *openFile) ownsAttrs() bool { return of.marked && of.staging != nil }
+
+func (of *openFile) attr() Attr {
+	return Attr{Ino: of.ino, Kind: localdb.KindFile, Mode: of.mode, Size: of.size, Mtime: of.mtime, Ctime: of.ctime}
+}
+
+// openAttr returns the attributes of an open file that owns them.
+func (f *FS) openAttr(of *openFile) (Attr, bool) {
+	if of == nil {
+		return Attr{}, false
+	}
+	of.mu.RLock()
+	defer of.mu.RUnlock()
+	if !of.ownsAttrs() {
+		return Attr{}, false
+	}
+	return of.attr(), true
+}
+
+// setOpenAttr applies chmod/utimens to an open file that records pending
+// changes in memory, to be written with the size at flush or release:
+// archive extractors set times and modes on every file they write, and a
+// transaction for each would cost more than the write.
+func (f *FS) setOpenAttr(of *openFile, in SetAttrIn) (Attr, bool) {
+	if of == nil {
+		return Attr{}, false
+	}
 	of.mu.Lock()
 	defer of.mu.Unlock()
-	if !of.marked || of.staging == nil {
-		return false
+	if !of.ownsAttrs() {
+		return Attr{}, false
 	}
-	t := now()
-	if !of.dirtyMeta {
-		of.dirtyMeta = true
-	}
-	of.ctime = t
+	of.ctime, of.dirtyMeta = now(), true
 	if in.Mtime != nil {
 		of.mtime = *in.Mtime
 	}
@@ -369,7 +400,7 @@ func (f *FS) setOpenAttr(h *Handle, in SetAttrIn) bool {
 		of.mode, of.modeDirty = *in.Mode&0o7777, true
 	}
 	f.notifyChanged()
-	return true
+	return of.attr(), true
 }
 
 // ReadAt reads from the file; a short count means end of file.

@@ -627,8 +627,15 @@ func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (
 			return Attr{}, err
 		}
 	}
-	if (in.Mode != nil || in.Mtime != nil) && f.setOpenAttr(h, in) {
-		return f.GetAttr(ctx, ino)
+	of := f.openOf(ino, h)
+	if in.Mode != nil || in.Mtime != nil {
+		if a, ok := f.setOpenAttr(of, in); ok {
+			return a, nil
+		}
+	} else if a, ok := f.openAttr(of); ok {
+		// fchown to the owner (tar does it for every file): nothing to
+		// change, and the open file has the newest attributes.
+		return a, nil
 	}
 	if in.Mode != nil || in.Mtime != nil {
 		var n localdb.Node
