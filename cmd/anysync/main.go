@@ -264,6 +264,11 @@ func printStatus(st *daemon.Status) {
 	}
 	fmt.Printf("account:  %s on %s\n", st.Email, st.Server)
 	fmt.Printf("mounted:  %s\n", st.Mountpoint)
+	if st.Online {
+		fmt.Printf("server:   online\n")
+	} else {
+		fmt.Printf("server:   offline, %d changes queued (they upload when the server is back)\n", st.Pending)
+	}
 	head := "none yet"
 	if st.HeadVersion != "" {
 		head = fmt.Sprintf("#%d (%s)", st.HeadSeq, st.HeadVersion[:16])

@@ -51,6 +51,7 @@ type Status struct {
 	CacheBytes  int64     `json:"cache_bytes"`
 	CacheLimit  int64     `json:"cache_limit"`
 	MemoryBytes int64     `json:"memory_bytes"`
+	Online      bool      `json:"online"`
 	PinnedBytes int64     `json:"pinned_bytes"`
 }
 
@@ -66,6 +67,9 @@ type Response struct {
 
 // maxRequest bounds a control request: a few dozen bytes, or a list of paths.
 const maxRequest = 256 << 10
+
+// onlineProbeTimeout bounds the server check of a status request.
+const onlineProbeTimeout = 1500 * time.Millisecond
 
 // maxPaths bounds the paths of one request.
 const maxPaths = 1024
@@ -216,6 +220,12 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	}
 	cs := d.cache.Stats()
 	out.CacheBytes, out.CacheLimit = cs.DiskBytes, cs.DiskLimit
+	// Reachability, asked now with a short deadline: a status must answer
+	// quickly when the server is down.
+	hctx, cancel := context.WithTimeout(ctx, onlineProbeTimeout)
+	defer cancel()
+	_, herr := d.client.Head(hctx)
+	out.Online = herr == nil
 	out.MemoryBytes, out.PinnedBytes = cs.MemBytes, cs.PinnedBytes
 	return out, nil
 }

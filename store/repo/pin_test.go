@@ -65,3 +65,32 @@ func TestPinWithoutCache(t *testing.T) {
 		t.Fatalf("Pin without a cache: %v", err)
 	}
 }
+
+// Our own writes are kept on local disk: they read back with no store.
+func TestWritesAreCachedLocally(t *testing.T) {
+	fx := newFixture()
+	c, err := cache.Open(t.TempDir(), cache.Options{MemBytes: 1 << 20, DiskBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	w, err := Open(Config{Keys: fx.keys, Objects: fx.objs, Index: fx.index, Cache: c, Chunker: &smallChunks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomData(1<<20, 31)
+	refs := writeFile(t, w, data)
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := w.CacheState(refs); st.Cached != len(refs) {
+		t.Fatalf("%d of %d written chunks on local disk", st.Cached, len(refs))
+	}
+	offline, err := Open(Config{Keys: fx.keys, Objects: objstore.NewMem(), Index: fx.index, Cache: c, Chunker: &smallChunks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readAll(t, offline, refs); !bytes.Equal(got, data) {
+		t.Fatal("a written file does not read back from the local cache")
+	}
+}

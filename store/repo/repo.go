@@ -42,6 +42,11 @@ type Cache interface {
 	Get(ctx context.Context, id crypto.ID, fetch func(context.Context) ([]byte, error), open func(sealed []byte) ([]byte, error)) ([]byte, error)
 }
 
+// sealedPutter is a cache that can take sealed blobs we wrote ourselves.
+type sealedPutter interface {
+	PutSealed(id crypto.ID, sealed []byte) error
+}
+
 // Config says what a repository is made of.
 type Config struct {
 	Keys    *crypto.AccountKeys
@@ -215,6 +220,17 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 		return fmt.Errorf("seal %s blob %s: %w", t, id.Short(), err)
 	}
 	*buf = sealed
+	// Keep our own writes on local disk, so they read back without the
+	// network (offline too) once the staging copy is gone.
+	if c, ok := r.cache.(sealedPutter); ok && r.cache != nil {
+		if err := c.PutSealed(id, sealed); err != nil {
+			r.mu.Lock()
+			delete(r.pending, id)
+			r.mu.Unlock()
+			close(pb.ready)
+			return fmt.Errorf("cache %s blob %s: %w", t, id.Short(), err)
+		}
+	}
 
 	r.mu.Lock()
 	if t != crypto.BlobData {
