@@ -140,6 +140,19 @@ type DB struct {
 
 // Open opens (creating if needed) the database at path.
 func Open(path string) (*DB, error) {
+	// The database holds names and small files' content in plaintext:
+	// create it 0600 (SQLite gives its -wal and -shm files the same mode),
+	// and tighten one made by an older version.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open node db %s: %w", path, err)
+	}
+	_ = f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("protect node db %s: %w", p, err)
+		}
+	}
 	q := url.Values{}
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
