@@ -248,6 +248,12 @@ func (f *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, erro
 
 // GetAttr returns a node's attributes.
 func (f *FS) GetAttr(ctx context.Context, ino uint64) (Attr, error) {
+	// The kernel asks before every write(2) (its cached attributes are
+	// dropped by the previous write); a file being written has them in
+	// memory.
+	if a, ok := f.openAttr(f.openOf(ino, nil)); ok {
+		return a, nil
+	}
 	n, err := f.db.Attr(ctx, ino)
 	if err != nil {
 		return Attr{}, dbErr(err)
