@@ -57,6 +57,12 @@ func (n *inode) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrI
 	if gid, ok := in.GetGID(); ok && gid != n.m.gid {
 		return syscall.EPERM
 	}
+	// The kernel leaves clearing set-ID bits to the file system
+	// (HANDLE_KILLPRIV_V2): chown clears them, and so does a truncate
+	// that asks to (writes clear them in the node layer).
+	_, uidSet := in.GetUID()
+	_, gidSet := in.GetGID()
+	set.ClearSetID = uidSet || gidSet || in.Valid&fuse.FATTR_KILL_SUIDGID != 0
 	var h *node.Handle
 	if f, ok := fh.(*file); ok {
 		h = f.h

@@ -286,7 +286,30 @@ func (f *FS) truncateOpen(ctx context.Context, of *openFile, size int64) error {
 	}
 	t := now()
 	of.size, of.mtime, of.ctime, of.dirtyMeta = size, t, t, true
+	of.killSetID()
 	return nil
+}
+
+// killSetID clears the set-user-ID bit, and the set-group-ID bit of a
+// group-executable file, as a write or truncate does. The mount asks the
+// kernel to leave this to the file system (HANDLE_KILLPRIV_V2, which
+// spares a security.capability query per write); the caller's privilege
+// is not known here, so the bits are cleared for every caller, where the
+// kernel keeps them for a caller with CAP_FSETID. Called with of.mu held.
+func (of *openFile) killSetID() {
+	if m := clearSetID(of.mode); m != of.mode {
+		of.mode, of.modeDirty = m, true
+	}
+}
+
+// clearSetID returns mode without set-user-ID, and without set-group-ID if
+// it is group-executable (otherwise the bit marks mandatory locking).
+func clearSetID(mode uint32) uint32 {
+	mode &^= syscall.S_ISUID
+	if mode&0o010 != 0 {
+		mode &^= syscall.S_ISGID
+	}
+	return mode
 }
 
 // truncate implements truncate(2) and ftruncate(2).
@@ -463,6 +486,7 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	}
 	t := now()
 	of.mtime, of.ctime, of.dirtyMeta = t, t, true
+	of.killSetID()
 	if err != nil {
 		return n, fmt.Errorf("write %d at %d: %w", of.ino, off, err)
 	}

@@ -620,6 +620,9 @@ type SetAttrIn struct {
 	Mode  *uint32
 	Size  *int64
 	Mtime *int64
+	// ClearSetID clears a regular file's set-user-ID and set-group-ID
+	// bits, as chown(2) does.
+	ClearSetID bool
 }
 
 // SetAttr changes attributes. h, if not nil, is the handle the change came
@@ -634,6 +637,18 @@ func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (
 		}
 	}
 	of := f.openOf(ino, h)
+	if in.ClearSetID && in.Mode == nil {
+		a, ok := f.openAttr(of)
+		if !ok {
+			var err error
+			if a, err = f.GetAttr(ctx, ino); err != nil {
+				return Attr{}, err
+			}
+		}
+		if m := clearSetID(a.Mode); a.Kind == localdb.KindFile && m != a.Mode {
+			in.Mode = &m
+		}
+	}
 	if in.Mode != nil || in.Mtime != nil {
 		if a, ok := f.setOpenAttr(of, in); ok {
 			return a, nil

@@ -123,3 +123,61 @@ func TestRecoverAfterCrash(t *testing.T) {
 		t.Fatalf("after recovery: %d nodes, %d pending, %v; want root and kept", nodes, pending, err)
 	}
 }
+
+// TestSetIDCleared checks that writes, truncates and chown clear the
+// set-ID bits (the kernel leaves this to the file system), in memory while
+// the file is open and in the row after close.
+func TestSetIDCleared(t *testing.T) {
+	f := newTestFS(t)
+	ctx := context.Background()
+	mode := func(ino uint64) uint32 {
+		t.Helper()
+		a, err := f.GetAttr(ctx, ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a.Mode
+	}
+	a, h, err := f.Create(ctx, localdb.RootIno, "w", syscall.O_RDWR, 0o6755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, []byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := mode(a.Ino); got != 0o755 {
+		t.Fatalf("mode after write %o, want 755", got)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := f.db.Get(ctx, a.Ino); err != nil || n.Mode != 0o755 {
+		t.Fatalf("row mode after close %o, %v", n.Mode, err)
+	}
+
+	// Set-group-ID without group execute marks locking: kept.
+	a, h, err = f.Create(ctx, localdb.RootIno, "t", syscall.O_RDWR, 0o6704)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(3)
+	if _, err := f.SetAttr(ctx, a.Ino, h, SetAttrIn{Size: &size}); err != nil {
+		t.Fatal(err)
+	}
+	if got := mode(a.Ino); got != 0o2704 {
+		t.Fatalf("mode after truncate %o, want 2704", got)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	// chown of a closed file, through the row.
+	m := uint32(0o4750)
+	if _, err := f.SetAttr(ctx, a.Ino, nil, SetAttrIn{Mode: &m}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.SetAttr(ctx, a.Ino, nil, SetAttrIn{ClearSetID: true})
+	if err != nil || got.Mode != 0o750 || mode(a.Ino) != 0o750 {
+		t.Fatalf("mode after chown %o (%o), %v", got.Mode, mode(a.Ino), err)
+	}
+}
