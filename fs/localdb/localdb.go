@@ -666,3 +666,32 @@ func (tx *Tx) Chattr(ino uint64, mode *uint32, mtime *int64, ctime int64) (Node,
 	}
 	return n, nil
 }
+
+// SetContent records a file's uploaded content: its chunk list and size
+// become the synced content, pending content (FlagContent, inline) is
+// cleared. With dropStaging the row also forgets its staging file, whose
+// name it returns for removal. ErrNotFound if the node is gone. It reads
+// and writes only what changes, where Get and Put would read and rewrite
+// the whole row with its inline content.
+func (tx *Tx) SetContent(ino uint64, chunks []byte, size int64, dropStaging bool) (string, error) {
+	var staging string
+	err := tx.q.QueryRowContext(tx.ctx, `SELECT staging FROM nodes WHERE ino = ?`, ino).Scan(&staging)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("set content of %d: %w", ino, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("set content of %d: %w", ino, err)
+	}
+	keep := staging
+	if dropStaging {
+		keep = ""
+	}
+	if _, err := tx.q.ExecContext(tx.ctx, `UPDATE nodes SET chunks = ?, size = ?, inline = NULL, flags = (flags & ?) | ?, staging = ? WHERE ino = ?`,
+		chunks, size, ^FlagContent, FlagSynced, keep, ino); err != nil {
+		return "", fmt.Errorf("set content of %d: %w", ino, err)
+	}
+	if !dropStaging {
+		return "", nil
+	}
+	return staging, nil
+}

@@ -72,18 +72,12 @@ func (f *FS) Upload(ctx context.Context, ino uint64, store func(r io.Reader) (ch
 	defer f.mu.Unlock()
 	var drop string
 	err = f.db.Update(ctx, func(tx *localdb.Tx) error {
-		n, err := tx.Get(ino)
+		var err error
+		drop, err = tx.SetContent(ino, chunks, size, of == nil)
 		if errors.Is(err, localdb.ErrNotFound) {
 			return nil // unlinked meanwhile
-		} else if err != nil {
-			return err
 		}
-		n.Chunks, n.Size, n.Inline = chunks, size, nil
-		n.Flags = n.Flags&^localdb.FlagContent | localdb.FlagSynced
-		if of == nil {
-			drop, n.Staging = n.Staging, ""
-		}
-		return tx.Put(&n)
+		return err
 	})
 	if err != nil {
 		return err
