@@ -17,14 +17,22 @@ import (
 	"github.com/anysync/anysync/remote"
 )
 
+// accessKeys reads this home's access keys.
+func accessKeys(home string) (*crypto.AccessKeys, error) {
+	keys, err := crypto.ReadAccessKeys(filepath.Join(home, daemon.AccessKeysFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, daemon.ErrNotSignedIn
+	} else if err != nil {
+		return nil, fmt.Errorf("read access keys: %w", err)
+	}
+	return keys, nil
+}
+
 // signedIn reads this home's access keys and dials the server with them.
 func signedIn(ctx context.Context, home string) (*crypto.AccessKeys, *remote.Client, error) {
-	path := filepath.Join(home, daemon.AccessKeysFile)
-	keys, err := crypto.ReadAccessKeys(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil, daemon.ErrNotSignedIn
-	} else if err != nil {
-		return nil, nil, fmt.Errorf("read access keys: %w", err)
+	keys, err := accessKeys(home)
+	if err != nil {
+		return nil, nil, err
 	}
 	c, err := remote.Dial(ctx, keys.Server, keys.Fingerprint)
 	if err != nil {
@@ -109,11 +117,9 @@ func recoveryKeyCmd(g *globals) *cobra.Command {
 		Short: "Print the account's recovery key: it unlocks master.keys without the password",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			keys, err := crypto.ReadAccessKeys(filepath.Join(g.home, daemon.AccessKeysFile))
-			if errors.Is(err, os.ErrNotExist) {
-				return daemon.ErrNotSignedIn
-			} else if err != nil {
-				return fmt.Errorf("read access keys: %w", err)
+			keys, err := accessKeys(g.home)
+			if err != nil {
+				return err
 			}
 			fmt.Fprintln(os.Stderr, "Keep this key offline (on paper): anyone holding it and your email can read your files.")
 			fmt.Println(crypto.FormatRecoveryKey(keys.Keys.Recovery))
