@@ -551,8 +551,8 @@ func (h *Handle) Release(ctx context.Context) error {
 	of.staging, of.src, of.stagingName, of.marked, of.dirtyMeta = nil, nil, "", false, false
 	var drop string
 	var uerr error
-	f.mu.Lock()
 	if cleanup {
+		f.mu.Lock()
 		uerr = f.db.Update(ctx, func(tx *localdb.Tx) error {
 			n, err := tx.Get(of.ino)
 			if errors.Is(err, localdb.ErrNotFound) {
@@ -570,8 +570,8 @@ func (h *Handle) Release(ctx context.Context) error {
 			}
 			return nil
 		})
+		f.mu.Unlock()
 	}
-	f.mu.Unlock()
 	f.removeStaging(drop)
 	f.omu.Lock()
 	if of.refs == 0 {
