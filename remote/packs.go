@@ -224,6 +224,11 @@ func (s *packStore) Put(ctx context.Context, name string, r io.Reader, size int6
 	if size < 0 || size > maxPutSize {
 		return fmt.Errorf("put %s: %w: size %d", name, ErrInvalid, size)
 	}
+	if br, ok := r.(*objstore.BytesReader); ok {
+		if b := br.Unread(); b != nil && int64(len(b)) == size {
+			return s.c.UploadPack(ctx, name, b) // the caller's slice: no copy
+		}
+	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(r, data); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {

@@ -1,6 +1,7 @@
 package objstore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -114,3 +115,22 @@ func CheckRange(name string, size, off, length int64) (int64, error) {
 // failed, cancelled), which a backend may have flattened into a transport
 // error.
 func (e *ExactReader) Err() error { return e.err }
+
+// BytesReader reads a byte slice and also offers the slice itself, so a
+// store that needs the whole object in memory (the gRPC pack upload) can
+// skip copying a 16 MiB pack.
+type BytesReader struct {
+	*bytes.Reader
+	b []byte
+}
+
+// NewBytesReader returns a reader of b.
+func NewBytesReader(b []byte) *BytesReader { return &BytesReader{Reader: bytes.NewReader(b), b: b} }
+
+// Unread returns the whole slice if nothing was read yet, else nil.
+func (r *BytesReader) Unread() []byte {
+	if r.Len() != len(r.b) {
+		return nil
+	}
+	return r.b
+}

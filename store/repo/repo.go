@@ -5,7 +5,6 @@
 package repo
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -306,7 +305,7 @@ func (r *Repo) startUpload(ctx context.Context, p finishedPack) error {
 // upload stores one pack, then records its blobs in the index. Order matters:
 // a blob is in the index only once its pack is stored.
 func (r *Repo) upload(ctx context.Context, p finishedPack) error {
-	if err := r.objs.Put(ctx, p.name, bytes.NewReader(p.data), int64(len(p.data))); err != nil {
+	if err := r.objs.Put(ctx, p.name, objstore.NewBytesReader(p.data), int64(len(p.data))); err != nil {
 		return fmt.Errorf("upload pack %s: %w", p.name, err)
 	}
 	entries := make([]IndexEntry, len(p.entries))
