@@ -609,7 +609,14 @@ func (b *bench) anysyncTarget() (driveTarget, error) {
 		}
 		return strconv.Atoi(m[1])
 	}
-	t.unmount = func() error { _, _, err := b.cli("unmount", mnt); return err }
+	// Unmounting also empties the chunk cache, which persists across mounts
+	// and holds this device's own writes: a "cold" read must fetch.
+	t.unmount = func() error {
+		if _, _, err := b.cli("unmount", mnt); err != nil {
+			return err
+		}
+		return os.RemoveAll(filepath.Join(b.home, "cache"))
+	}
 	t.flush = func(string) error { _, _, err := b.cli("sync", "--wait"); return err }
 	b.cleanup = append(b.cleanup, func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
 	return t, nil
