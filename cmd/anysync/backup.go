@@ -250,16 +250,11 @@ read are reported and left out; the rest is committed.`,
 				}
 			}
 			s, err := backup.Run(ctx, o)
-			if bar != nil {
-				_ = bar.Finish()
-				fmt.Fprintln(os.Stderr)
-			}
+			finishBar(bar)
 			if s == nil {
 				return err
 			}
-			for _, fe := range s.Errors {
-				fmt.Fprintf(os.Stderr, "anysync: not backed up: %v\n", &fe)
-			}
+			reportFileErrors("not backed up", s.Errors)
 			if asJSON {
 				if jerr := printJSON(os.Stdout, backupJSON(s)); jerr != nil {
 					return jerr
@@ -279,6 +274,21 @@ read are reported and left out; the rest is committed.`,
 }
 
 // newBar returns a byte progress bar with rate and ETA.
+// finishBar completes a progress bar (nil: none was shown).
+func finishBar(bar *progressbar.ProgressBar) {
+	if bar != nil {
+		_ = bar.Finish()
+		fmt.Fprintln(os.Stderr)
+	}
+}
+
+// reportFileErrors lists the files an operation left out.
+func reportFileErrors(what string, errs []backup.FileError) {
+	for _, fe := range errs {
+		fmt.Fprintf(os.Stderr, "anysync: %s: %v\n", what, &fe)
+	}
+}
+
 func newBar(w io.Writer, desc string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(w),

@@ -42,10 +42,7 @@ func pinCmd(g *globals) *cobra.Command {
 			}
 			paths := cloudPaths(ctx, g.home, args)
 			_, err := daemon.CallProgress(ctx, g.home, daemon.Request{Op: daemon.OpPin, Paths: paths}, progress)
-			if bar != nil {
-				_ = bar.Finish()
-				fmt.Fprintln(os.Stderr)
-			}
+			finishBar(bar)
 			if err != nil {
 				return err
 			}

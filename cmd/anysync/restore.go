@@ -64,16 +64,11 @@ PATH is a cloud path (/Docs/a.txt) or a path inside the mounted drive.`,
 				}
 			}
 			s, err := backup.Restore(ctx, o)
-			if bar != nil {
-				_ = bar.Finish()
-				fmt.Fprintln(os.Stderr)
-			}
+			finishBar(bar)
 			if s == nil {
 				return err
 			}
-			for _, fe := range s.Errors {
-				fmt.Fprintf(os.Stderr, "anysync: not restored: %v\n", &fe)
-			}
+			reportFileErrors("not restored", s.Errors)
 			if asJSON {
 				if jerr := printJSON(os.Stdout, struct {
 					*backup.RestoreSummary
