@@ -41,11 +41,16 @@ type openFile struct {
 
 // Handle is one open file description.
 type Handle struct {
-	fs     *FS
-	of     *openFile
-	write  bool
-	append bool
+	fs      *FS
+	of      *openFile
+	write   bool
+	append  bool
+	virtual bool // in .versions: read-only, not registered
 }
+
+// accessModeMask selects O_RDONLY/O_WRONLY/O_RDWR (O_ACCMODE is not
+// defined everywhere).
+const accessModeMask = syscall.O_RDONLY | syscall.O_WRONLY | syscall.O_RDWR
 
 // Ino returns the handle's node.
 func (h *Handle) Ino() uint64 { return h.of.ino }
@@ -73,6 +78,9 @@ func (f *FS) acquire(ino uint64, write bool) *openFile {
 // Open opens a file. Opening for writing without O_TRUNC hydrates a
 // placeholder into a staging file first.
 func (f *FS) Open(ctx context.Context, ino uint64, flags uint32) (*Handle, error) {
+	if isVirtual(ino) {
+		return f.vOpen(ino, flags)
+	}
 	acc := flags & syscall.O_ACCMODE
 	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
 	n, err := f.db.Attr(ctx, ino)
@@ -460,7 +468,7 @@ func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 
 // WriteAt writes to the file (at the end, for O_APPEND handles).
 func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) {
-	if !h.write {
+	if !h.write || h.virtual {
 		return 0, syscall.EBADF
 	}
 	of := h.of
@@ -496,6 +504,9 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 // Flush is called on every close(2) of a descriptor: it records the
 // file's size and times.
 func (h *Handle) Flush(ctx context.Context) error {
+	if h.virtual {
+		return nil
+	}
 	h.of.mu.Lock()
 	defer h.of.mu.Unlock()
 	return h.fs.persistMeta(ctx, h.of)
@@ -503,6 +514,9 @@ func (h *Handle) Flush(ctx context.Context) error {
 
 // Fsync makes the file's data and its journal entry durable.
 func (h *Handle) Fsync(ctx context.Context) error {
+	if h.virtual {
+		return nil
+	}
 	of := h.of
 	of.mu.Lock()
 	defer of.mu.Unlock()
@@ -523,6 +537,9 @@ func (h *Handle) Fsync(ctx context.Context) error {
 // so an open racing with it waits on of.mu and then starts afresh from the
 // row, never from a staging file about to be removed.
 func (h *Handle) Release(ctx context.Context) error {
+	if h.virtual {
+		return nil
+	}
 	f, of := h.fs, h.of
 	of.mu.Lock()
 	defer of.mu.Unlock()

@@ -67,15 +67,24 @@ type Config struct {
 	Changed func()
 	// Quota, if set, reports the account's space for statfs.
 	Quota func(ctx context.Context) (total, used int64, err error)
+	// Reserved, if set, answers the user.anysync.* attributes.
+	Reserved Reserved
+	// History, if set, serves the read-only .versions directory.
+	History History
 }
 
 // FS is the node layer over one account's node table.
 type FS struct {
-	db      *localdb.DB
-	staging string
-	content ContentSource
-	changed func()
-	quota   func(ctx context.Context) (int64, int64, error)
+	db       *localdb.DB
+	staging  string
+	content  ContentSource
+	changed  func()
+	quota    func(ctx context.Context) (int64, int64, error)
+	reserved Reserved
+	versions *versionTable // nil without History
+
+	hmu    sync.RWMutex
+	hidden map[HiddenEntry]bool // excluded by selective sync
 
 	mu sync.Mutex // serializes metadata changes
 
@@ -93,15 +102,19 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 		return nil, fmt.Errorf("create staging dir: %w", err)
 	}
 	f := &FS{
-		db:      cfg.DB,
-		staging: cfg.StagingDir,
-		content: cfg.Content,
-		changed: cfg.Changed,
-		quota:   cfg.Quota,
-		open:    map[uint64]*openFile{},
-		busy:    map[uint64]bool{},
+		db:       cfg.DB,
+		staging:  cfg.StagingDir,
+		content:  cfg.Content,
+		changed:  cfg.Changed,
+		quota:    cfg.Quota,
+		reserved: cfg.Reserved,
+		open:     map[uint64]*openFile{},
+		busy:     map[uint64]bool{},
 	}
 	f.cond = sync.NewCond(&f.omu)
+	if cfg.History != nil {
+		f.versions = newVersionTable(cfg.History)
+	}
 	if err := f.recover(ctx); err != nil {
 		return nil, err
 	}
@@ -237,6 +250,14 @@ func (f *FS) Lookup(ctx context.Context, parent uint64, name string) (Attr, erro
 	if len(name) > MaxName {
 		return Attr{}, syscall.ENAMETOOLONG
 	}
+	switch {
+	case isVirtual(parent):
+		return f.vLookup(ctx, parent, name)
+	case parent == localdb.RootIno && name == VersionsDir && f.versions != nil:
+		return f.vGetAttr(VersionsIno)
+	case f.isHidden(parent, name):
+		return Attr{}, syscall.ENOENT
+	}
 	n, err := f.db.Lookup(ctx, parent, name)
 	if err != nil {
 		return Attr{}, dbErr(err)
@@ -251,6 +272,9 @@ func (f *FS) GetAttr(ctx context.Context, ino uint64) (Attr, error) {
 	// The kernel asks before every write(2) (its cached attributes are
 	// dropped by the previous write); a file being written has them in
 	// memory.
+	if isVirtual(ino) {
+		return f.vGetAttr(ino)
+	}
 	if a, ok := f.openAttr(f.openOf(ino, nil)); ok {
 		return a, nil
 	}
@@ -266,6 +290,9 @@ func (f *FS) GetAttr(ctx context.Context, ino uint64) (Attr, error) {
 // ReadDir lists up to limit entries of a directory after the name `after`
 // ("" to start), in name order.
 func (f *FS) ReadDir(ctx context.Context, ino uint64, after string, limit int) ([]DirEntry, error) {
+	if isVirtual(ino) {
+		return f.vReadDir(ctx, ino, after, limit)
+	}
 	if after == "" {
 		n, err := f.db.Attr(ctx, ino)
 		if err != nil {
@@ -275,22 +302,37 @@ func (f *FS) ReadDir(ctx context.Context, ino uint64, after string, limit int) (
 			return nil, syscall.ENOTDIR
 		}
 	}
-	nodes, err := f.db.Children(ctx, ino, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]DirEntry, len(nodes))
-	for i := range nodes {
-		out[i] = DirEntry{Name: nodes[i].Name, Attr: attrOf(&nodes[i])}
-		if nodes[i].Kind == localdb.KindFile {
-			f.overlay(&out[i].Attr)
+	out := make([]DirEntry, 0, min(limit, 1024))
+	for {
+		want := limit - len(out)
+		nodes, err := f.db.Children(ctx, ino, after, want)
+		if err != nil {
+			return nil, err
 		}
+		for i := range nodes {
+			if f.isHidden(ino, nodes[i].Name) {
+				continue
+			}
+			e := DirEntry{Name: nodes[i].Name, Attr: attrOf(&nodes[i])}
+			if nodes[i].Kind == localdb.KindFile {
+				f.overlay(&e.Attr)
+			}
+			out = append(out, e)
+		}
+		// A short page is the end; a full one with hidden entries left
+		// out is topped up, so a short page still means the end.
+		if len(nodes) < want || len(out) >= limit {
+			return out, nil
+		}
+		after = nodes[len(nodes)-1].Name
 	}
-	return out, nil
 }
 
 // Readlink returns a symlink's target.
 func (f *FS) Readlink(ctx context.Context, ino uint64) (string, error) {
+	if isVirtual(ino) {
+		return f.vReadlink(ino)
+	}
 	n, err := f.db.Attr(ctx, ino)
 	if err != nil {
 		return "", dbErr(err)
@@ -328,6 +370,9 @@ func touchDir(tx *localdb.Tx, dir uint64, t int64) error {
 // newChild inserts a new node in a directory; inline marks a new regular
 // file's (empty) content as pending in the row.
 func (f *FS) newChild(ctx context.Context, n *localdb.Node, inline bool) (Attr, error) {
+	if err := f.guardCreate(n.Parent, n.Name); err != nil {
+		return Attr{}, err
+	}
 	if err := checkName(n.Name); err != nil {
 		return Attr{}, err
 	}
@@ -444,6 +489,9 @@ func (f *FS) removeStaging(name string) {
 
 // Unlink removes a file or symlink.
 func (f *FS) Unlink(ctx context.Context, parent uint64, name string) error {
+	if err := f.guardRemove(parent, name); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var staging string
@@ -470,6 +518,9 @@ func (f *FS) Unlink(ctx context.Context, parent uint64, name string) error {
 
 // Rmdir removes an empty directory.
 func (f *FS) Rmdir(ctx context.Context, parent uint64, name string) error {
+	if err := f.guardRemove(parent, name); err != nil {
+		return err
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
@@ -507,6 +558,12 @@ const (
 func (f *FS) Rename(ctx context.Context, parent uint64, name string, newParent uint64, newName string, flags uint32) error {
 	if flags&^uint32(RenameNoReplace|RenameExchange) != 0 || flags == RenameNoReplace|RenameExchange {
 		return syscall.EINVAL
+	}
+	if err := f.guardRemove(parent, name); err != nil {
+		return err
+	}
+	if err := f.guardCreate(newParent, newName); err != nil {
+		return err
 	}
 	if err := checkName(newName); err != nil {
 		return err
@@ -628,6 +685,9 @@ type SetAttrIn struct {
 // SetAttr changes attributes. h, if not nil, is the handle the change came
 // through (ftruncate).
 func (f *FS) SetAttr(ctx context.Context, ino uint64, h *Handle, in SetAttrIn) (Attr, error) {
+	if isVirtual(ino) {
+		return Attr{}, syscall.EROFS
+	}
 	if in.Size != nil {
 		if *in.Size < 0 {
 			return Attr{}, syscall.EINVAL

@@ -15,8 +15,16 @@ const (
 )
 
 // ReservedXattrPrefix names AnySync's own attributes (state, pin), which
-// are computed, not stored.
+// are computed, not stored, and not listed (so that copying a file out of
+// the drive with its attributes does not copy them).
 const ReservedXattrPrefix = "user.anysync."
+
+// Reserved answers AnySync's own attributes; the daemon implements it.
+type Reserved interface {
+	GetReserved(ctx context.Context, ino uint64, name string) ([]byte, error)
+	SetReserved(ctx context.Context, ino uint64, name string, value []byte) error
+	RemoveReserved(ctx context.Context, ino uint64, name string) error
+}
 
 func (f *FS) xattrs(ctx context.Context, ino uint64) ([]localdb.Xattr, error) {
 	b, err := f.db.Xattrs(ctx, ino)
@@ -35,6 +43,15 @@ func (f *FS) GetXattr(ctx context.Context, ino uint64, name string) ([]byte, err
 		// after the first ENOTSUP, saving two round trips per file.
 		return nil, syscall.ENOTSUP
 	}
+	if isVirtual(ino) {
+		return nil, syscall.ENODATA
+	}
+	if strings.HasPrefix(name, ReservedXattrPrefix) {
+		if f.reserved == nil {
+			return nil, syscall.ENODATA
+		}
+		return f.reserved.GetReserved(ctx, ino, name)
+	}
 	xs, err := f.xattrs(ctx, ino)
 	if err != nil {
 		return nil, err
@@ -49,6 +66,9 @@ func (f *FS) GetXattr(ctx context.Context, ino uint64, name string) ([]byte, err
 
 // ListXattr returns the names of a node's extended attributes.
 func (f *FS) ListXattr(ctx context.Context, ino uint64) ([]string, error) {
+	if isVirtual(ino) {
+		return nil, nil
+	}
 	xs, err := f.xattrs(ctx, ino)
 	if err != nil {
 		return nil, err
@@ -65,8 +85,13 @@ func (f *FS) SetXattr(ctx context.Context, ino uint64, name string, value []byte
 	switch {
 	case !strings.HasPrefix(name, "user.") || len(name) == len("user."):
 		return syscall.ENOTSUP
+	case isVirtual(ino):
+		return syscall.EROFS
 	case strings.HasPrefix(name, ReservedXattrPrefix):
-		return syscall.EPERM
+		if f.reserved == nil {
+			return syscall.EPERM
+		}
+		return f.reserved.SetReserved(ctx, ino, name, value)
 	case len(name) > localdb.MaxXattrName:
 		return syscall.ERANGE
 	case len(value) > localdb.MaxXattrValue:
@@ -94,6 +119,15 @@ func (f *FS) SetXattr(ctx context.Context, ino uint64, name string, value []byte
 
 // RemoveXattr removes an extended attribute.
 func (f *FS) RemoveXattr(ctx context.Context, ino uint64, name string) error {
+	if isVirtual(ino) {
+		return syscall.EROFS
+	}
+	if strings.HasPrefix(name, ReservedXattrPrefix) {
+		if f.reserved == nil {
+			return syscall.ENODATA
+		}
+		return f.reserved.RemoveReserved(ctx, ino, name)
+	}
 	return f.updateXattrs(ctx, ino, func(xs []localdb.Xattr) ([]localdb.Xattr, error) {
 		for i := range xs {
 			if xs[i].Name == name {
