@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-var stateRow = regexp.MustCompile(`(?m)^(placeholder|partial|cached|pinned|dirty)\s+(\d+)\s`)
+var stateRow = regexp.MustCompile(`(?m)^(placeholder|partial|cached|pinned|dirty|uploading)\s+(\d+)\s`)
 
 func pathState(t *testing.T, h *driveHome, p string) (state string, files string) {
 	t.Helper()

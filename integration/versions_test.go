@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"errors"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -38,6 +41,49 @@ func TestVersionsAndRestoreInPlace(t *testing.T) {
 	}
 	rows := versionRow.FindAllStringSubmatch(h.cli("versions", p), -1)
 	first := rows[0][1]
+
+	// The same history, browsed as folders: .versions is not listed but is
+	// there, with one read-only folder per version.
+	root, err := os.ReadDir(h.mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range root {
+		if e.Name() == ".versions" {
+			t.Fatal(".versions is listed in the mount's root")
+		}
+	}
+	vs, err := os.ReadDir(h.path(".versions"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range vs {
+		names = append(names, e.Name())
+	}
+	if !slices.ContainsFunc(names, func(n string) bool { return regexp.MustCompile(`^` + first + `-\d{4}-\d\d-\d\dT\d{6}$`).MatchString(n) }) {
+		t.Fatalf(".versions holds %v, no folder for version %s", names, first)
+	}
+	var firstDir string
+	for _, n := range names {
+		if strings.HasPrefix(n, first+"-") {
+			firstDir = h.path(".versions/" + n)
+		}
+	}
+	if b, err := os.ReadFile(firstDir + "/notes.txt"); err != nil || string(b) != "draft one" {
+		t.Fatalf("notes.txt in %s: %q %v", firstDir, b, err)
+	}
+	if err := os.WriteFile(firstDir+"/notes.txt", []byte("x"), 0o644); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("writing into .versions: %v, want EROFS", err)
+	}
+	if err := os.Remove(firstDir + "/notes.txt"); !errors.Is(err, syscall.EROFS) {
+		t.Fatalf("deleting in .versions: %v, want EROFS", err)
+	}
+	// A deleted file is copied back out of an old version like any file.
+	driveRun(t, h.mnt, "cp", firstDir+"/notes.txt", h.path("copied back.txt"))
+	if b, err := os.ReadFile(h.path("copied back.txt")); err != nil || string(b) != "draft one" {
+		t.Fatalf("copy out of .versions: %q %v", b, err)
+	}
 
 	h.cli("restore", p, "--version", first, "--in-place")
 	driveWait(t, "the restored file in the mount", func() bool {

@@ -61,7 +61,7 @@ func newRoot() *cobra.Command {
 		mountCmd(g), statusCmd(g), syncCmd(g), unmountCmd(g),
 		backupCmd(g), restoreCmd(g), checkCmd(g),
 		devicesCmd(g), logoutCmd(g), recoveryKeyCmd(g), passwordCmd(g), versionsCmd(g),
-		pinCmd(g), unpinCmd(g))
+		pinCmd(g), unpinCmd(g), selectiveCmd(g))
 	return root
 }
 
@@ -238,7 +238,8 @@ func startDaemon(home, dir string, cacheMB, memoryMB int64, quiet, maxDelay time
 }
 
 func statusCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var asJSON bool
+	cmd := &cobra.Command{
 		Use:   "status [PATH...]",
 		Short: "Show the mounted drive's head version, pending uploads and errors; or each PATH's state",
 		Args:  cobra.ArbitraryArgs,
@@ -246,16 +247,21 @@ func statusCmd(g *globals) *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 			defer cancel()
 			if len(args) > 0 {
-				return printPathStates(ctx, g.home, args)
+				return printPathStates(ctx, g.home, args, asJSON)
 			}
 			resp, err := daemon.Call(ctx, g.home, daemon.Request{Op: daemon.OpStatus})
 			if err != nil {
 				return err
 			}
+			if asJSON {
+				return printJSON(os.Stdout, resp.Status)
+			}
 			printStatus(resp.Status)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
 }
 
 func printStatus(st *daemon.Status) {
@@ -281,6 +287,9 @@ func printStatus(st *daemon.Status) {
 	}
 	if st.LastError != "" {
 		fmt.Printf("error:    %s\n", st.LastError)
+	}
+	if st.Warning != "" {
+		fmt.Printf("warning:  %s\n", st.Warning)
 	}
 }
 

@@ -41,12 +41,15 @@ func pinCmd(g *globals) *cobra.Command {
 				}
 			}
 			paths := cloudPaths(ctx, g.home, args)
-			_, err := daemon.CallProgress(ctx, g.home, daemon.Request{Op: daemon.OpPin, Paths: paths}, progress)
+			resp, err := daemon.CallProgress(ctx, g.home, daemon.Request{Op: daemon.OpPin, Paths: paths}, progress)
 			finishBar(bar)
 			if err != nil {
 				return err
 			}
 			fmt.Printf("Pinned %d path(s): they stay on this device and work offline.\n", len(paths))
+			if resp.Warning != "" {
+				fmt.Fprintf(os.Stderr, "warning: %s\n", resp.Warning)
+			}
 			return nil
 		},
 	}
@@ -70,10 +73,13 @@ func unpinCmd(g *globals) *cobra.Command {
 	}
 }
 
-func printPathStates(ctx context.Context, home string, args []string) error {
+func printPathStates(ctx context.Context, home string, args []string, asJSON bool) error {
 	resp, err := daemon.Call(ctx, home, daemon.Request{Op: daemon.OpState, Paths: cloudPaths(ctx, home, args)})
 	if err != nil {
 		return err
+	}
+	if asJSON {
+		return printJSON(os.Stdout, resp.States)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "STATE\tFILES\tSIZE\tON DISK\tPATH\t")
@@ -81,4 +87,55 @@ func printPathStates(ctx context.Context, home string, args []string) error {
 		fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t\n", s.State, s.Files, humanBytes(s.Bytes), humanBytes(s.CachedBytes), s.Path)
 	}
 	return w.Flush()
+}
+
+func selectiveCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "selective",
+		Short: "Choose folders this device does not sync (they stay in the cloud and on other devices)",
+	}
+	call := func(op string, args []string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		req := daemon.Request{Op: op}
+		if len(args) > 0 {
+			req.Paths = cloudPaths(ctx, g.home, args)
+		}
+		resp, err := daemon.Call(ctx, g.home, req)
+		if err != nil {
+			return err
+		}
+		switch op {
+		case daemon.OpExclude:
+			fmt.Printf("Excluded %d folder(s) from this device: they are gone from the mount here, untouched in the cloud.\n", len(args))
+		case daemon.OpInclude:
+			fmt.Printf("Included %d folder(s) again: they are back in the mount, downloaded on demand.\n", len(args))
+		}
+		if len(resp.Excluded) == 0 {
+			fmt.Println("No folder is excluded on this device.")
+			return nil
+		}
+		fmt.Println("Excluded on this device:")
+		for _, p := range resp.Excluded {
+			fmt.Printf("  %s\n", p)
+		}
+		return nil
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "exclude CLOUD_PATH...",
+		Short: "Hide folders on this device; nothing in them is downloaded or pinned here",
+		Args:  cobra.MinimumNArgs(1),
+		RunE:  func(_ *cobra.Command, args []string) error { return call(daemon.OpExclude, args) },
+	}, &cobra.Command{
+		Use:   "include CLOUD_PATH...",
+		Short: "Show excluded folders again",
+		Args:  cobra.MinimumNArgs(1),
+		RunE:  func(_ *cobra.Command, args []string) error { return call(daemon.OpInclude, args) },
+	}, &cobra.Command{
+		Use:   "list",
+		Short: "List the folders excluded on this device",
+		Args:  cobra.NoArgs,
+		RunE:  func(_ *cobra.Command, _ []string) error { return call(daemon.OpExcluded, nil) },
+	})
+	return cmd
 }

@@ -23,7 +23,12 @@ const (
 	OpUnmount = "unmount"
 	OpPin     = "pin"   // Paths: download and keep on disk; progress is streamed
 	OpUnpin   = "unpin" // Paths: evictable again
-	OpState   = "state" // Paths: placeholder, partial, cached, pinned, dirty
+	OpState   = "state" // Paths: placeholder, partial, cached, pinned, dirty, uploading
+	// Selective sync: OpExclude hides folders (Paths) on this device,
+	// OpInclude shows them again, OpExcluded lists them.
+	OpExclude  = "exclude"
+	OpInclude  = "include"
+	OpExcluded = "excluded"
 )
 
 // Request is a control request.
@@ -53,6 +58,9 @@ type Status struct {
 	MemoryBytes int64     `json:"memory_bytes"`
 	Online      bool      `json:"online"`
 	PinnedBytes int64     `json:"pinned_bytes"`
+	// Warning is something the user should act on (pinned data over the
+	// cache limit).
+	Warning string `json:"warning,omitempty"`
 }
 
 // Response is a control response.
@@ -63,6 +71,10 @@ type Response struct {
 	// Progress marks an interim response of a long operation; the final
 	// response has none.
 	Progress *Progress `json:"progress,omitempty"`
+	// Excluded lists the folders selective sync hides (OpExcluded).
+	Excluded []string `json:"excluded,omitempty"`
+	// Warning is something the user should act on.
+	Warning string `json:"warning,omitempty"`
 }
 
 // maxRequest bounds a control request: a few dozen bytes, or a list of paths.
@@ -86,12 +98,12 @@ func readRequest(r io.Reader) (Request, error) {
 		return Request{}, fmt.Errorf("%w: %v", ErrBadRequest, err)
 	}
 	switch req.Op {
-	case OpStatus, OpSync, OpUnmount:
+	case OpStatus, OpSync, OpUnmount, OpExcluded:
 		if len(req.Paths) > 0 {
 			return Request{}, fmt.Errorf("%w: %s takes no paths", ErrBadRequest, req.Op)
 		}
 		return req, nil
-	case OpPin, OpUnpin, OpState:
+	case OpPin, OpUnpin, OpState, OpExclude, OpInclude:
 		if len(req.Paths) == 0 || len(req.Paths) > maxPaths {
 			return Request{}, fmt.Errorf("%w: %s takes 1 to %d paths", ErrBadRequest, req.Op, maxPaths)
 		}
@@ -156,6 +168,7 @@ func (d *daemon) handle(ctx context.Context, req Request, progress func(Progress
 		if err := d.pin(ctx, req.Paths, throttled); err != nil {
 			return Response{Error: err.Error()}
 		}
+		return Response{Warning: d.pinWarning()}
 	case OpUnpin:
 		if err := d.unpin(ctx, req.Paths); err != nil {
 			return Response{Error: err.Error()}
@@ -166,6 +179,21 @@ func (d *daemon) handle(ctx context.Context, req Request, progress func(Progress
 			return Response{Error: err.Error()}
 		}
 		return Response{States: states}
+	case OpExclude, OpInclude:
+		f := d.exclude
+		if req.Op == OpInclude {
+			f = d.include
+		}
+		if err := f(ctx, req.Paths); err != nil {
+			return Response{Error: err.Error()}
+		}
+		fallthrough
+	case OpExcluded:
+		ps, err := d.loadExcluded(ctx)
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{Excluded: ps}
 	case OpStatus:
 	case OpSync:
 		if !req.Wait {
@@ -227,7 +255,19 @@ func (d *daemon) status(ctx context.Context) (*Status, error) {
 	_, herr := d.client.Head(hctx)
 	out.Online = herr == nil
 	out.MemoryBytes, out.PinnedBytes = cs.MemBytes, cs.PinnedBytes
+	out.Warning = d.pinWarning()
 	return out, nil
+}
+
+// pinWarning says when pinned data no longer fits the cache limit: it is
+// kept anyway, but everything else is evicted to make room.
+func (d *daemon) pinWarning() string {
+	cs := d.cache.Stats()
+	if cs.PinnedBytes <= cs.DiskLimit {
+		return ""
+	}
+	return fmt.Sprintf("pinned files take %d MiB, more than the cache limit of %d MiB: they are kept, but nothing else stays cached; unpin some or mount with a larger --cache-size",
+		cs.PinnedBytes>>20, cs.DiskLimit>>20)
 }
 
 // Call sends a request to the daemon of a home folder.

@@ -87,6 +87,7 @@ type daemon struct {
 	cache  *cache.Cache
 	repo   *repo.Repo
 	log    *log.Logger
+	ctx    context.Context // the daemon's life, for background work
 
 	stopOnce sync.Once
 	stop     chan struct{} // closed to unmount and exit
@@ -141,11 +142,11 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("open chunk cache: %w", err)
 	}
 	defer chunks.Close()
-	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: remote.NewPackStore(client), Index: syncer.Index{DB: db}, Cache: chunks})
+	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: boundedReads{remote.NewPackStore(client), fetchTimeout}, Index: syncer.Index{DB: db}, Cache: chunks})
 	if err != nil {
 		return err
 	}
-	d := &daemon{opts: o, keys: keys, client: client, db: db, cache: chunks, repo: rp, log: o.Logger, stop: make(chan struct{})}
+	d := &daemon{opts: o, keys: keys, client: client, db: db, cache: chunks, repo: rp, log: o.Logger, ctx: ctx, stop: make(chan struct{})}
 	d.fs, err = node.New(ctx, node.Config{
 		DB:         db,
 		StagingDir: filepath.Join(o.Home, StagingDir),
@@ -155,6 +156,8 @@ func Run(ctx context.Context, o Options) (err error) {
 			used, quota, err := client.Usage(ctx)
 			return quota, used, err
 		},
+		Reserved: reserved{d},
+		History:  history{client: client, repo: rp},
 	})
 	if err != nil {
 		return err
@@ -173,6 +176,9 @@ func Run(ctx context.Context, o Options) (err error) {
 			return err
 		}
 		d.log.Printf("could not fetch the server's head, starting from local state: %v", err)
+	}
+	if err := d.refreshHidden(ctx); err != nil {
+		return err
 	}
 
 	if err := prepareMountpoint(o.Mountpoint); err != nil {

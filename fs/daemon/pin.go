@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/anysync/anysync/fs/localdb"
+	"github.com/anysync/anysync/fs/node"
 	"github.com/anysync/anysync/store/tree"
 )
 
@@ -20,12 +21,13 @@ const pinsKey = "pinned_paths"
 // PathState is what `anysync status PATH` reports.
 type PathState struct {
 	Path        string `json:"path"`
-	State       string `json:"state"` // placeholder, partial, cached, pinned, dirty, folder
+	State       string `json:"state"` // placeholder, partial, cached, pinned, dirty, uploading
 	Files       int64  `json:"files"`
 	Bytes       int64  `json:"bytes"`
 	CachedBytes int64  `json:"cached_bytes"`
 	Pinned      bool   `json:"pinned"`
-	Dirty       int64  `json:"dirty"` // files with changes not yet committed
+	Dirty       int64  `json:"dirty"`     // files with changes not yet committed
+	Uploading   int64  `json:"uploading"` // of those, files being uploaded now
 }
 
 // Progress reports a long operation (pin) to the CLI.
@@ -74,8 +76,15 @@ func cleanCloudPath(p string) (string, error) {
 	return "/" + strings.Join(comps, "/"), nil
 }
 
-// resolve walks a cloud path in the node table.
+// resolve walks a cloud path in the node table, as this device sees it
+// (folders excluded by selective sync are not there).
 func (d *daemon) resolve(ctx context.Context, p string) (localdb.Node, error) {
+	return d.walk(ctx, p, true)
+}
+
+// walk walks a cloud path in the node table; visible refuses paths in
+// folders excluded by selective sync.
+func (d *daemon) walk(ctx context.Context, p string, visible bool) (localdb.Node, error) {
 	n, err := d.db.Get(ctx, localdb.RootIno)
 	if err != nil {
 		return localdb.Node{}, err
@@ -83,6 +92,9 @@ func (d *daemon) resolve(ctx context.Context, p string) (localdb.Node, error) {
 	for _, c := range strings.Split(strings.TrimPrefix(p, "/"), "/") {
 		if c == "" {
 			continue
+		}
+		if visible && d.fs.IsHidden(n.Ino, c) {
+			return localdb.Node{}, fmt.Errorf("%s: excluded from this device (anysync selective include brings it back)", p)
 		}
 		if n, err = d.db.Lookup(ctx, n.Ino, c); err != nil {
 			if errors.Is(err, localdb.ErrNotFound) {
@@ -115,6 +127,9 @@ func (d *daemon) eachFile(ctx context.Context, n localdb.Node, fn func(localdb.N
 				return err
 			}
 			for _, k := range kids {
+				if d.fs.IsHidden(n.Ino, k.Name) {
+					continue // excluded by selective sync
+				}
 				if err := d.eachFile(ctx, k, fn); err != nil {
 					return err
 				}
@@ -129,8 +144,8 @@ func (d *daemon) eachFile(ctx context.Context, n localdb.Node, fn func(localdb.N
 }
 
 // chunksUnder collects the chunk lists of every file at or below p.
-func (d *daemon) chunksUnder(ctx context.Context, p string) ([]tree.ChunkRef, error) {
-	n, err := d.resolve(ctx, p)
+func (d *daemon) chunksUnder(ctx context.Context, p string, visible bool) ([]tree.ChunkRef, error) {
+	n, err := d.walk(ctx, p, visible)
 	if err != nil {
 		return nil, err
 	}
@@ -147,7 +162,7 @@ func (d *daemon) chunksUnder(ctx context.Context, p string) ([]tree.ChunkRef, er
 func (d *daemon) pin(ctx context.Context, paths []string, progress func(Progress)) error {
 	var all []tree.ChunkRef
 	for _, p := range paths {
-		c, err := d.chunksUnder(ctx, p)
+		c, err := d.chunksUnder(ctx, p, true)
 		if err != nil {
 			return err
 		}
@@ -169,23 +184,34 @@ func (d *daemon) pin(ctx context.Context, paths []string, progress func(Progress
 
 // unpin makes the paths evictable again (unless another pin covers them).
 func (d *daemon) unpin(ctx context.Context, paths []string) error {
+	if err := d.forgetPins(ctx, paths); err != nil {
+		return err
+	}
+	return d.releasePins(ctx, paths)
+}
+
+// forgetPins removes the pins at or below paths from the pinned list.
+func (d *daemon) forgetPins(ctx context.Context, paths []string) error {
 	pins, err := d.loadPins(ctx)
 	if err != nil {
 		return err
 	}
 	pins = slices.DeleteFunc(pins, func(p string) bool {
 		for _, u := range paths {
-			if p == u || strings.HasPrefix(p, strings.TrimSuffix(u, "/")+"/") {
+			if under(p, u) {
 				return true
 			}
 		}
 		return false
 	})
-	if err := d.savePins(ctx, pins); err != nil {
-		return err
-	}
+	return d.savePins(ctx, pins)
+}
+
+// releasePins lets the chunks under paths be evicted, except those that
+// pins still in the list cover.
+func (d *daemon) releasePins(ctx context.Context, paths []string) error {
 	for _, p := range paths {
-		c, err := d.chunksUnder(ctx, p)
+		c, err := d.chunksUnder(ctx, p, true)
 		if err != nil {
 			return err
 		}
@@ -193,7 +219,6 @@ func (d *daemon) unpin(ctx context.Context, paths []string) error {
 			return err
 		}
 	}
-	// Pins that still cover part of what was unpinned win.
 	return d.repin(ctx)
 }
 
@@ -206,7 +231,7 @@ func (d *daemon) repin(ctx context.Context) error {
 	}
 	var all []tree.ChunkRef
 	for _, p := range pins {
-		c, err := d.chunksUnder(ctx, p)
+		c, err := d.chunksUnder(ctx, p, true)
 		if err != nil {
 			continue // a pinned folder deleted elsewhere: nothing to keep
 		}
@@ -230,6 +255,14 @@ func (d *daemon) repinLoop(ctx context.Context) {
 		st, err := d.sync.Status(ctx)
 		if err != nil || (st.HeadSeq == lastSeq && st.Commits == lastCommits) {
 			continue
+		}
+		// Folders may have moved or been re-created: hide excluded ones
+		// where they are now; .versions has a new entry.
+		if err := d.refreshHidden(ctx); err != nil {
+			d.log.Printf("selective sync: %v", err)
+		}
+		if st.HeadSeq != lastSeq {
+			d.mount.InvalidateContent(node.VersionsIno)
 		}
 		if err := d.repin(ctx); err != nil {
 			d.log.Printf("keep pinned files: %v", err)
@@ -263,6 +296,9 @@ func (d *daemon) states(ctx context.Context, paths []string) ([]PathState, error
 			s.Bytes += f.Size
 			if f.Flags&(localdb.FlagChanged|localdb.FlagContent) != 0 {
 				s.Dirty++
+				if d.fs.Uploading(f.Ino) {
+					s.Uploading++
+				}
 			}
 			cs, err := d.repo.CacheState(c)
 			if err != nil {
@@ -272,7 +308,9 @@ func (d *daemon) states(ctx context.Context, paths []string) ([]PathState, error
 			if cs.Cached == len(c) {
 				cachedFiles++
 			}
-			if cs.Pinned == len(c) {
+			// Pinned means kept and here: a pin whose download is still
+			// running is not pinned yet.
+			if cs.Pinned == len(c) && cs.Cached == len(c) {
 				pinnedFiles++
 			}
 			return nil
@@ -281,6 +319,8 @@ func (d *daemon) states(ctx context.Context, paths []string) ([]PathState, error
 			return nil, err
 		}
 		switch {
+		case s.Uploading > 0:
+			s.State = "uploading"
 		case s.Dirty > 0:
 			s.State = "dirty"
 		case s.Pinned && pinnedFiles == s.Files:
