@@ -3,6 +3,7 @@ package integration
 import (
 	"errors"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -83,6 +84,13 @@ func TestVersionsAndRestoreInPlace(t *testing.T) {
 	driveRun(t, h.mnt, "cp", firstDir+"/notes.txt", h.path("copied back.txt"))
 	if b, err := os.ReadFile(h.path("copied back.txt")); err != nil || string(b) != "draft one" {
 		t.Fatalf("copy out of .versions: %q %v", b, err)
+	}
+
+	// Copied out to a folder outside the drive, from the mount's path.
+	out := filepath.Join(t.TempDir(), "out")
+	h.cli("restore", p, "--version", first, "--to", out)
+	if b, err := os.ReadFile(filepath.Join(out, "notes.txt")); err != nil || string(b) != "draft one" {
+		t.Fatalf("restore --to: %q %v", b, err)
 	}
 
 	h.cli("restore", p, "--version", first, "--in-place")
