@@ -15,12 +15,12 @@ import (
 
 // TestSoakThreeDevices: three devices make seeded random changes at the same
 // time (create, overwrite, append, delete, rename, mkdir) in rounds, with
-// background commits and pushes in between, for about a minute; then all
+// background commits and pushes in between, for two minutes; then all
 // three must converge to identical trees. Nothing here checks which edit
 // wins a conflict, only that the devices agree and nothing breaks.
 func TestSoakThreeDevices(t *testing.T) {
 	const opsPerRound = 40
-	budget := time.Minute
+	budget := 2 * time.Minute
 	if testing.Short() {
 		budget = 5 * time.Second
 	}
