@@ -35,7 +35,7 @@ type Options struct {
 
 // DefaultOptions returns the tuned defaults.
 func DefaultOptions() Options {
-	return Options{EntryTimeout: time.Minute, AttrTimeout: time.Minute}
+	return Options{EntryTimeout: time.Hour, AttrTimeout: time.Hour}
 }
 
 // maxWrite is the largest write the kernel sends at once.
