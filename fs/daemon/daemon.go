@@ -267,8 +267,8 @@ func (d *daemon) watch(ctx context.Context) {
 			continue
 		}
 		for h := range ch {
-			st, err := d.sync.Status(ctx)
-			if err != nil || h.Seq <= st.HeadSeq {
+			seq, _, err := d.sync.Position(ctx)
+			if err != nil || h.Seq <= seq {
 				continue
 			}
 			if err := d.sync.PullHead(ctx, syncer.Head{Seq: h.Seq, Version: h.Version}); err != nil {

@@ -252,8 +252,8 @@ func (d *daemon) repinLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		st, err := d.sync.Status(ctx)
-		if err != nil || (st.HeadSeq == lastSeq && st.Commits == lastCommits) {
+		seq, commits, err := d.sync.Position(ctx)
+		if err != nil || (seq == lastSeq && commits == lastCommits) {
 			continue
 		}
 		// Folders may have moved or been re-created: hide excluded ones
@@ -261,14 +261,14 @@ func (d *daemon) repinLoop(ctx context.Context) {
 		if err := d.refreshHidden(ctx); err != nil {
 			d.log.Printf("selective sync: %v", err)
 		}
-		if st.HeadSeq != lastSeq {
+		if seq != lastSeq {
 			d.mount.InvalidateContent(node.VersionsIno)
 		}
 		if err := d.repin(ctx); err != nil {
 			d.log.Printf("keep pinned files: %v", err)
 			continue
 		}
-		lastSeq, lastCommits = st.HeadSeq, st.Commits
+		lastSeq, lastCommits = seq, commits
 	}
 }
 

@@ -167,6 +167,19 @@ func (s *Syncer) Run(ctx context.Context) {
 	}
 }
 
+// Position returns the head the node table is at and the number of
+// commits so far: what loops that react to changes poll. Unlike Status it
+// does not count pending nodes (a scan of the node table).
+func (s *Syncer) Position(ctx context.Context) (headSeq uint64, commits int64, err error) {
+	h, err := s.localHead(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	s.smu.Lock()
+	defer s.smu.Unlock()
+	return h.Seq, s.commits, nil
+}
+
 // Status returns the current state.
 func (s *Syncer) Status(ctx context.Context) (Status, error) {
 	h, err := s.localHead(ctx)
