@@ -12,6 +12,7 @@ require (
 	github.com/schollz/progressbar/v3 v3.19.1
 	github.com/spf13/cobra v1.10.2
 	github.com/unknwon/goconfig v1.0.0
+	github.com/winfsp/cgofuse v1.6.1-0.20260531120352-2fa812d1bdc7
 	github.com/zeebo/blake3 v0.2.4
 	golang.org/x/crypto v0.59.0
 	golang.org/x/sync v0.25.0

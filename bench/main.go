@@ -618,7 +618,7 @@ func (b *bench) anysyncTarget() (driveTarget, error) {
 		return os.RemoveAll(filepath.Join(b.home, "cache"))
 	}
 	t.flush = func(string) error { _, _, err := b.cli("sync", "--wait"); return err }
-	b.cleanup = append(b.cleanup, func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	b.cleanup = append(b.cleanup, func() { _ = detach(mnt) })
 	return t, nil
 }
 
@@ -656,7 +656,7 @@ func (b *bench) gocryptfsTarget() (driveTarget, error) {
 		return err
 	}
 	t.flush = func(path string) error { return exec.Command("sync", "-f", path).Run() }
-	b.cleanup = append(b.cleanup, func() { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) })
+	b.cleanup = append(b.cleanup, func() { _ = detach(mnt) })
 	return t, nil
 }
 

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -7,16 +9,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/fs/daemon"
@@ -193,14 +192,6 @@ func (l dbLedger) MarkCommitted(ctx context.Context, entries []repo.IndexEntry) 
 	return l.db.Update(ctx, func(tx *localdb.Tx) error { return tx.MarkBlobsCommitted(es) })
 }
 
-// interruptible returns a context cancelled by SIGINT or SIGTERM.
-func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-}
-
-// isTerminal reports whether f is a terminal (progress bars go there).
-func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
-
 func backupCmd(g *globals) *cobra.Command {
 	var (
 		to       string
@@ -274,14 +265,6 @@ read are reported and left out; the rest is committed.`,
 }
 
 // newBar returns a byte progress bar with rate and ETA.
-// finishBar completes a progress bar (nil: none was shown).
-func finishBar(bar *progressbar.ProgressBar) {
-	if bar != nil {
-		_ = bar.Finish()
-		fmt.Fprintln(os.Stderr)
-	}
-}
-
 // reportFileErrors lists the files an operation left out.
 func reportFileErrors(what string, errs []backup.FileError) {
 	for _, fe := range errs {
@@ -370,17 +353,4 @@ func printBackupSummary(w io.Writer, s *backup.Summary) {
 	fmt.Fprintf(w, "Backed up %s to %s: %d new, %d changed, %d unchanged files; read %s, uploaded %s in %s (%s).\n",
 		s.Dir, s.CloudPath, s.FilesNew, s.FilesChanged, s.FilesUnchanged,
 		humanBytes(s.BytesRead), humanBytes(s.BytesUploaded), s.Duration.Round(time.Millisecond), state)
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

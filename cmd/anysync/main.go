@@ -151,17 +151,20 @@ func mountCmd(g *globals) *cobra.Command {
 	var foreground, notify bool
 	var cacheMB, memoryMB int64
 	var quiet, maxDelay time.Duration
+	var frontend string
 	cmd := &cobra.Command{
 		Use:   "mount DIR",
 		Short: "Mount the drive at DIR (returns once mounted; the daemon keeps running)",
-		Args:  cobra.ExactArgs(1),
+		Long: "Mount the drive at DIR (returns once mounted; the daemon keeps running).\n\n" +
+			"On Windows DIR is a drive letter (X:) or a folder that does not exist yet.",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := filepath.Abs(args[0])
+			dir, err := daemon.Mountpoint(args[0])
 			if err != nil {
 				return err
 			}
 			if !foreground {
-				return startDaemon(g.home, dir, cacheMB, memoryMB, quiet, maxDelay)
+				return startDaemon(g.home, dir, frontend, cacheMB, memoryMB, quiet, maxDelay)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -169,10 +172,11 @@ func mountCmd(g *globals) *cobra.Command {
 				// Profiling endpoint for development (net/http/pprof).
 				go func() { _ = http.ListenAndServe(addr, nil) }()
 			}
-			opts := daemon.Options{Home: g.home, Mountpoint: dir, CacheBytes: cacheMB << 20, MemoryBytes: memoryMB << 20, Quiet: quiet, MaxDelay: maxDelay}
+			opts := daemon.Options{Home: g.home, Mountpoint: dir, CacheBytes: cacheMB << 20, MemoryBytes: memoryMB << 20, Quiet: quiet, MaxDelay: maxDelay,
+				Frontend: frontend}
 			if notify {
 				opts.Ready = func() {
-					f := os.NewFile(readyFD, "ready")
+					f := readyFile()
 					_, _ = f.WriteString("ready\n")
 					_ = f.Close()
 				}
@@ -187,12 +191,13 @@ func mountCmd(g *globals) *cobra.Command {
 	cmd.Flags().Int64Var(&memoryMB, "memory-cache", daemon.DefaultMemoryBytes>>20, "decrypted chunks kept in memory, MiB")
 	cmd.Flags().DurationVar(&quiet, "commit-quiet", time.Second, "commit after changes stop for this long")
 	cmd.Flags().DurationVar(&maxDelay, "commit-max-delay", 10*time.Second, "commit at least this often while changes go on")
+	cmd.Flags().StringVar(&frontend, "frontend", daemon.DefaultFrontend(), "FUSE front end: "+daemon.FrontendGoFuse+" (go-fuse; Linux, macOS) or "+daemon.FrontendCgoFuse+" (cgofuse: WinFsp, macFUSE, libfuse 3)")
 	return cmd
 }
 
 // startDaemon re-executes anysync in the background, in its own session,
 // logging to the home folder, and waits until it reports the mount ready.
-func startDaemon(home, dir string, cacheMB, memoryMB int64, quiet, maxDelay time.Duration) error {
+func startDaemon(home, dir, frontend string, cacheMB, memoryMB int64, quiet, maxDelay time.Duration) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -213,10 +218,12 @@ func startDaemon(home, dir string, cacheMB, memoryMB int64, quiet, maxDelay time
 	}
 	defer pr.Close()
 	c := exec.Command(exe, "--home", home, "mount", "--foreground", "--notify-ready", "--cache-size", fmt.Sprint(cacheMB), "--memory-cache", fmt.Sprint(memoryMB),
-		"--commit-quiet", quiet.String(), "--commit-max-delay", maxDelay.String(), dir)
+		"--commit-quiet", quiet.String(), "--commit-max-delay", maxDelay.String(), "--frontend", frontend, dir)
 	c.Stdout, c.Stderr = logf, logf
-	c.ExtraFiles = []*os.File{pw} // becomes descriptor 3
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := detach(c, pw); err != nil {
+		_ = pw.Close()
+		return err
+	}
 	if err := c.Start(); err != nil {
 		_ = pw.Close()
 		return fmt.Errorf("start daemon: %w", err)
@@ -330,7 +337,7 @@ func unmountCmd(g *globals) *cobra.Command {
 		Short: "Commit pending changes, then unmount the drive",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := filepath.Abs(args[0])
+			dir, err := daemon.Mountpoint(args[0])
 			if err != nil {
 				return err
 			}
@@ -339,7 +346,7 @@ func unmountCmd(g *globals) *cobra.Command {
 			if _, err := daemon.Call(ctx, g.home, daemon.Request{Op: daemon.OpUnmount}); err != nil {
 				if errors.Is(err, daemon.ErrNotRunning) {
 					// A daemon that died leaves a dead mount: detach it.
-					if uerr := syscall.Unmount(dir, syscall.MNT_DETACH); uerr == nil {
+					if uerr := daemon.DetachMount(dir); uerr == nil {
 						fmt.Printf("Detached a stale mount at %s.\n", dir)
 						return nil
 					}

@@ -1,42 +1,17 @@
+//go:build unix
+
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/anysync/anysync/fs/daemon"
 	"github.com/anysync/anysync/store/backup"
 )
-
-// cloudPathOf turns a path inside this home's mounted drive into a cloud
-// path (/Docs/a.txt); anything else is taken as a cloud path already.
-func cloudPathOf(ctx context.Context, home, arg string) string {
-	abs, err := filepath.Abs(arg)
-	if err != nil {
-		return arg
-	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	resp, err := daemon.Call(ctx, home, daemon.Request{Op: "status"})
-	if err != nil || resp.Status == nil || resp.Status.Mountpoint == "" {
-		return arg
-	}
-	rel, err := filepath.Rel(resp.Status.Mountpoint, abs)
-	if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-		return arg
-	}
-	if rel == "." {
-		return "/"
-	}
-	return "/" + filepath.ToSlash(rel)
-}
 
 func versionsCmd(g *globals) *cobra.Command {
 	var asJSON bool

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/anysync/anysync/crypto"
-	"github.com/anysync/anysync/fs/fusefs"
 	"github.com/anysync/anysync/fs/localdb"
 	"github.com/anysync/anysync/fs/node"
 	"github.com/anysync/anysync/fs/syncer"
@@ -70,6 +69,9 @@ type Options struct {
 	// under constant change (default 10s).
 	Quiet, MaxDelay time.Duration
 	Logger          *log.Logger
+	// Frontend is the FUSE front end (FrontendGoFuse, FrontendCgoFuse;
+	// "" for DefaultFrontend).
+	Frontend string
 	// Ready, if set, is called once the drive is mounted and the control
 	// socket answers.
 	Ready func()
@@ -83,7 +85,7 @@ type daemon struct {
 	db     *localdb.DB
 	fs     *node.FS
 	sync   *syncer.Syncer
-	mount  *fusefs.Mount
+	mount  mounted
 	cache  *cache.Cache
 	repo   *repo.Repo
 	log    *log.Logger
@@ -105,6 +107,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	if o.Logger == nil {
 		o.Logger = log.New(os.Stderr, "anysync: ", log.LstdFlags)
+	}
+	if o.Frontend == "" {
+		o.Frontend = DefaultFrontend()
 	}
 	debug.SetMemoryLimit(o.MemoryBytes + memoryHeadroom)
 	lock, err := lockHome(o.Home)
@@ -184,9 +189,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := prepareMountpoint(o.Mountpoint); err != nil {
 		return err
 	}
-	fopts := fusefs.DefaultOptions()
-	fopts.Logger = o.Logger
-	d.mount, err = fusefs.New(o.Mountpoint, d.fs, fopts)
+	d.mount, err = mountFrontend(o.Frontend, o.Mountpoint, d.fs, o.Logger)
 	if err != nil {
 		return fmt.Errorf("mount %s: %w", o.Mountpoint, err)
 	}
@@ -211,7 +214,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Ready != nil {
 		o.Ready()
 	}
-	d.log.Printf("mounted %s at %s", keys.Email, o.Mountpoint)
+	d.log.Printf("mounted %s at %s (front end %s)", keys.Email, o.Mountpoint, o.Frontend)
 
 	select {
 	case <-unmounted:
@@ -246,7 +249,7 @@ func (d *daemon) unmount() {
 		}
 		if i == 20 {
 			d.log.Printf("unmount: %v; detaching", err)
-			_ = syscall.Unmount(d.opts.Mountpoint, syscall.MNT_DETACH)
+			_ = DetachMount(d.opts.Mountpoint)
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -294,7 +297,7 @@ func lockHome(home string) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := lockFile(f); err != nil {
 		_ = f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, ErrLocked
@@ -302,25 +305,6 @@ func lockHome(home string) (*os.File, error) {
 		return nil, fmt.Errorf("lock home: %w", err)
 	}
 	return f, nil
-}
-
-// prepareMountpoint creates the mountpoint, and detaches the dead mount a
-// killed daemon left there ("transport endpoint is not connected").
-func prepareMountpoint(dir string) error {
-	_, err := os.Stat(dir)
-	if errors.Is(err, syscall.ENOTCONN) || errors.Is(err, syscall.ECONNABORTED) {
-		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
-			return fmt.Errorf("clear stale mount at %s: %w", dir, err)
-		}
-		_, err = os.Stat(dir)
-	}
-	if errors.Is(err, os.ErrNotExist) {
-		return os.MkdirAll(dir, 0o755)
-	}
-	if err != nil {
-		return fmt.Errorf("mountpoint %s: %w", dir, err)
-	}
-	return nil
 }
 
 // remoteAdapter is the server client as the syncer sees it.

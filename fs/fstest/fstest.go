@@ -1,4 +1,10 @@
-package fusefs
+//go:build linux
+
+// Package fstest is the filesystem-semantics suite that every front end
+// of the drive passes (fs/fusefs over go-fuse, fs/cgofs over cgofuse):
+// real mounts of the node layer, driven through the kernel with ordinary
+// system calls. A front end's tests call Run with a function that mounts.
+package fstest
 
 import (
 	"bytes"
@@ -6,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -39,6 +44,32 @@ func (m memContent) NewReader(chunks []byte, size int64) (io.ReaderAt, error) {
 	return bytes.NewReader(data), nil
 }
 
+// Mounter mounts fsys at the existing folder dir and returns a function
+// that unmounts it.
+type Mounter func(dir string, fsys *node.FS) (unmount func() error, err error)
+
+// Run runs the suite, each test on a new mount made by mount.
+func Run(t *testing.T, mount Mounter) {
+	s := suite{mount: mount}
+	for _, tc := range []struct {
+		name string
+		fn   func(*testing.T)
+	}{
+		{"FileLifecycle", s.FileLifecycle},
+		{"UnlinkOpenFile", s.UnlinkOpenFile},
+		{"DirsRenameSymlink", s.DirsRenameSymlink},
+		{"Xattrs", s.Xattrs},
+		{"LargeDirectory", s.LargeDirectory},
+		{"PlaceholderReadAndHydrate", s.PlaceholderReadAndHydrate},
+		{"RandomOps", s.RandomOps},
+		{"StatfsAndOrder", s.StatfsAndOrder},
+	} {
+		t.Run(tc.name, tc.fn)
+	}
+}
+
+type suite struct{ mount Mounter }
+
 // requireFUSE skips without /dev/fuse, except in CI where it must work.
 func requireFUSE(t *testing.T) {
 	t.Helper()
@@ -56,12 +87,12 @@ func requireFUSE(t *testing.T) {
 type env struct {
 	db      *localdb.DB
 	fsys    *node.FS
-	mnt     *Mount
 	dir     string
 	content memContent
 }
 
-func mountEnv(t *testing.T) *env {
+// mountEnv mounts a new, empty drive for t (and unmounts it at cleanup).
+func (s suite) mountEnv(t *testing.T) *env {
 	t.Helper()
 	requireFUSE(t)
 	home := t.TempDir()
@@ -77,14 +108,12 @@ func mountEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := DefaultOptions()
-	opts.Logger = log.New(os.Stderr, "", 0)
-	e.mnt, err = New(e.dir, e.fsys, opts)
+	unmount, err := s.mount(e.dir, e.fsys)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if err := e.mnt.Unmount(); err != nil {
+		if err := unmount(); err != nil {
 			t.Errorf("unmount: %v", err)
 			_ = syscall.Unmount(e.dir, syscall.MNT_DETACH)
 		}
@@ -116,8 +145,8 @@ func readFile(t *testing.T, p string) string {
 	return string(b)
 }
 
-func TestFileLifecycle(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) FileLifecycle(t *testing.T) {
+	e := s.mountEnv(t)
 	p := e.path("a.txt")
 	must(t, os.WriteFile(p, []byte("hello world"), 0o640))
 	if got := readFile(t, p); got != "hello world" {
@@ -175,14 +204,19 @@ func TestFileLifecycle(t *testing.T) {
 	wantErrno(t, err, syscall.ENOENT)
 }
 
-func TestUnlinkOpenFile(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) UnlinkOpenFile(t *testing.T) {
+	e := s.mountEnv(t)
 	p := e.path("open.txt")
 	f, err := os.Create(p)
 	must(t, err)
 	_, err = f.Write([]byte("still here"))
 	must(t, err)
 	must(t, os.Remove(p))
+	// Gone from the listing too (a front end must not show it under
+	// another name while it is open).
+	if ents, err := os.ReadDir(e.dir); err != nil || len(ents) != 0 {
+		t.Fatalf("listing after unlink: %v %v", ents, err)
+	}
 	buf := make([]byte, 10)
 	_, err = f.ReadAt(buf, 0)
 	must(t, err)
@@ -208,8 +242,8 @@ func TestUnlinkOpenFile(t *testing.T) {
 	}
 }
 
-func TestDirsRenameSymlink(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) DirsRenameSymlink(t *testing.T) {
+	e := s.mountEnv(t)
 	must(t, os.MkdirAll(e.path("d1/sub"), 0o755))
 	must(t, os.WriteFile(e.path("d1/sub/f"), []byte("f"), 0o644))
 	must(t, os.Mkdir(e.path("d2"), 0o755))
@@ -254,8 +288,8 @@ func TestDirsRenameSymlink(t *testing.T) {
 	}
 }
 
-func TestXattrs(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) Xattrs(t *testing.T) {
+	e := s.mountEnv(t)
 	p := e.path("x")
 	must(t, os.WriteFile(p, nil, 0o644))
 	must(t, syscall.Setxattr(p, "user.color", []byte("blue"), 0))
@@ -277,8 +311,8 @@ func TestXattrs(t *testing.T) {
 	wantErrno(t, err, syscall.ENODATA)
 }
 
-func TestLargeDirectory(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) LargeDirectory(t *testing.T) {
+	e := s.mountEnv(t)
 	n := 20000
 	if testing.Short() {
 		n = 3000
@@ -309,8 +343,8 @@ func TestLargeDirectory(t *testing.T) {
 	}
 }
 
-func TestPlaceholderReadAndHydrate(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) PlaceholderReadAndHydrate(t *testing.T) {
+	e := s.mountEnv(t)
 	data := make([]byte, 3<<20+17)
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range data {
@@ -346,8 +380,8 @@ func TestPlaceholderReadAndHydrate(t *testing.T) {
 
 // TestRandomOps compares random writes, truncates and reads through the
 // mount with the same operations on a local file (fsx style).
-func TestRandomOps(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) RandomOps(t *testing.T) {
+	e := s.mountEnv(t)
 	ops := 3000
 	if testing.Short() {
 		ops = 500
@@ -405,8 +439,8 @@ func TestRandomOps(t *testing.T) {
 	}
 }
 
-func TestStatfsAndOrder(t *testing.T) {
-	e := mountEnv(t)
+func (s suite) StatfsAndOrder(t *testing.T) {
+	e := s.mountEnv(t)
 	var st syscall.Statfs_t
 	must(t, syscall.Statfs(e.dir, &st))
 	if st.Blocks == 0 || st.Namelen != node.MaxName {

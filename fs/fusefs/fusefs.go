@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 // Package fusefs is the go-fuse v2 front end of the drive: a thin adapter
 // that turns FUSE requests into calls on the shared node layer. FUSE node
 // IDs are the node table's inode numbers (ExternalNodeID), so the node layer
@@ -76,7 +78,7 @@ func New(dir string, fsys *node.FS, opts Options) (*Mount, error) {
 			// (fs/node), so the kernel stops asking for
 			// security.capability before writes and for attributes
 			// before chown: about three round trips per extracted file.
-			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+			ExtraCapabilities: extraCapabilities,
 			Debug:             opts.Debug,
 		},
 		EntryTimeout:    &opts.EntryTimeout,

@@ -1,3 +1,5 @@
+//go:build unix
+
 // Package backup backs ordinary folders up into the account's encrypted,
 // deduplicated store, restores them, and checks the store's integrity.
 //

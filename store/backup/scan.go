@@ -1,3 +1,5 @@
+//go:build unix
+
 package backup
 
 import (
@@ -110,7 +112,7 @@ func windowOf(st *unix.Stat_t) time.Duration {
 
 // baseEntry fills the fields every kind shares from a stat.
 func baseEntry(name string, kind tree.Kind, st *unix.Stat_t) tree.Entry {
-	return tree.Entry{Name: name, Kind: kind, Mode: st.Mode & tree.ModeMask, ModTime: ts(st.Mtim), ChangeTime: ts(st.Ctim)}
+	return tree.Entry{Name: name, Kind: kind, Mode: uint32(st.Mode) & tree.ModeMask, ModTime: ts(st.Mtim), ChangeTime: ts(st.Ctim)}
 }
 
 // slot is one entry of a folder being built.
@@ -296,7 +298,7 @@ func (w *walker) dir(abs, rel string, old *tree.Entry, oldMeta entryMeta) (slot,
 func unchanged(oe *tree.Entry, om entryMeta, st *unix.Stat_t) bool {
 	return om.Trusted && oe.Kind == tree.KindFile && om.Ino == st.Ino &&
 		oe.Size == uint64(st.Size) && oe.ModTime == ts(st.Mtim) && oe.ChangeTime == ts(st.Ctim) &&
-		oe.Mode == st.Mode&tree.ModeMask
+		oe.Mode == uint32(st.Mode)&tree.ModeMask
 }
 
 // errUnstable means a read raced with a writer.
@@ -322,7 +324,7 @@ func (w *walker) openFile(dirfd int, name string) (int, error) {
 	// opening it must not hang. O_NOATIME needs ownership (or
 	// CAP_FOWNER); without it, open normally.
 	flags := unix.O_RDONLY | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC
-	fd, err := unix.Openat(dirfd, name, flags|unix.O_NOATIME, 0)
+	fd, err := unix.Openat(dirfd, name, flags|oNoAtime, 0)
 	if errors.Is(err, unix.EPERM) {
 		fd, err = unix.Openat(dirfd, name, flags, 0)
 	}

@@ -1,0 +1,51 @@
+package daemon
+
+import (
+	"fmt"
+	"log"
+	"runtime"
+
+	"github.com/anysync/anysync/fs/node"
+)
+
+// Front ends: the FUSE adapters over the node layer that a drive can be
+// mounted through (`anysync mount --frontend`).
+const (
+	// FrontendGoFuse is fs/fusefs, over go-fuse (Linux, macOS).
+	FrontendGoFuse = "gofuse"
+	// FrontendCgoFuse is fs/cgofs, over cgofuse: WinFsp on Windows,
+	// macFUSE on macOS, libfuse 3 on Linux (built with cgo and the fuse3
+	// tag).
+	FrontendCgoFuse = "cgofuse"
+)
+
+// mounted is a mounted front end.
+type mounted interface {
+	Unmount() error
+	// Wait returns when the mount is gone.
+	Wait()
+	InvalidateContent(ino uint64)
+	InvalidateEntry(parent uint64, name string)
+}
+
+// DefaultFrontend is the front end used when none is named: go-fuse on
+// Linux (and on macOS in a binary built without cgo), cgofuse elsewhere.
+func DefaultFrontend() string {
+	if runtime.GOOS == "linux" || !cgofuseBuilt {
+		return FrontendGoFuse
+	}
+	return FrontendCgoFuse
+}
+
+// mountFrontend mounts fsys at dir through the named front end.
+func mountFrontend(name, dir string, fsys *node.FS, logger *log.Logger) (mounted, error) {
+	switch name {
+	case "":
+		return mountFrontend(DefaultFrontend(), dir, fsys, logger)
+	case FrontendGoFuse:
+		return mountGoFuse(dir, fsys, logger)
+	case FrontendCgoFuse:
+		return mountCgoFuse(dir, fsys, logger)
+	}
+	return nil, fmt.Errorf("unknown front end %q (choose %s or %s)", name, FrontendGoFuse, FrontendCgoFuse)
+}

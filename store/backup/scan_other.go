@@ -1,0 +1,6 @@
+//go:build unix && !linux
+
+package backup
+
+// oNoAtime: other systems have no O_NOATIME.
+const oNoAtime = 0
