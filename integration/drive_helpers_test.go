@@ -177,7 +177,18 @@ func (h *driveHome) mount() int {
 		h.t.Fatalf("mount printed no pid: %s", out)
 	}
 	pid, _ := strconv.Atoi(m[1])
+	h.checkFrontend()
 	return pid
+}
+
+// checkFrontend fails the test unless the daemon mounted through the front
+// end ANYSYNC_FRONTEND names (the drive tests run once per front end;
+// `make test` runs them again with ANYSYNC_FRONTEND=cgofuse).
+func (h *driveHome) checkFrontend() {
+	h.t.Helper()
+	if fe := os.Getenv("ANYSYNC_FRONTEND"); fe != "" && !strings.Contains(h.daemonLog(), "(front end "+fe+")") {
+		h.t.Fatalf("the daemon did not mount through %s:\n%s", fe, h.daemonLog())
+	}
 }
 
 func (h *driveHome) sync() { h.cli("sync", "--wait") }

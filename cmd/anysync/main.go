@@ -191,8 +191,17 @@ func mountCmd(g *globals) *cobra.Command {
 	cmd.Flags().Int64Var(&memoryMB, "memory-cache", daemon.DefaultMemoryBytes>>20, "decrypted chunks kept in memory, MiB")
 	cmd.Flags().DurationVar(&quiet, "commit-quiet", time.Second, "commit after changes stop for this long")
 	cmd.Flags().DurationVar(&maxDelay, "commit-max-delay", 10*time.Second, "commit at least this often while changes go on")
-	cmd.Flags().StringVar(&frontend, "frontend", daemon.DefaultFrontend(), "FUSE front end: "+daemon.FrontendGoFuse+" (go-fuse; Linux, macOS) or "+daemon.FrontendCgoFuse+" (cgofuse: WinFsp, macFUSE, libfuse 3)")
+	cmd.Flags().StringVar(&frontend, "frontend", defaultFrontend(), "FUSE front end: "+daemon.FrontendGoFuse+" (go-fuse; Linux, macOS) or "+
+		daemon.FrontendCgoFuse+" (cgofuse: WinFsp, macFUSE, libfuse 3) (env ANYSYNC_FRONTEND)")
 	return cmd
+}
+
+// defaultFrontend is ANYSYNC_FRONTEND, else the platform's default.
+func defaultFrontend() string {
+	if f := os.Getenv("ANYSYNC_FRONTEND"); f != "" {
+		return f
+	}
+	return daemon.DefaultFrontend()
 }
 
 // startDaemon re-executes anysync in the background, in its own session,

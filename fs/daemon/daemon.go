@@ -111,6 +111,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	if o.Frontend == "" {
 		o.Frontend = DefaultFrontend()
 	}
+	if err := checkFrontend(o.Frontend); err != nil {
+		return err
+	}
 	debug.SetMemoryLimit(o.MemoryBytes + memoryHeadroom)
 	lock, err := lockHome(o.Home)
 	if err != nil {
@@ -211,10 +214,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	go d.watch(ctx)
 	go d.repinLoop(ctx)
 	d.sync.Kick() // uploads left over from a previous run resume
+	d.log.Printf("mounted %s at %s (front end %s)", keys.Email, o.Mountpoint, o.Frontend)
 	if o.Ready != nil {
 		o.Ready()
 	}
-	d.log.Printf("mounted %s at %s (front end %s)", keys.Email, o.Mountpoint, o.Frontend)
 
 	select {
 	case <-unmounted:

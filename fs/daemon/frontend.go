@@ -31,21 +31,31 @@ type mounted interface {
 // DefaultFrontend is the front end used when none is named: go-fuse on
 // Linux (and on macOS in a binary built without cgo), cgofuse elsewhere.
 func DefaultFrontend() string {
-	if runtime.GOOS == "linux" || !cgofuseBuilt {
+	if runtime.GOOS == "linux" || cgoFuseMissing() != nil {
 		return FrontendGoFuse
 	}
 	return FrontendCgoFuse
 }
 
+// checkFrontend says why a front end cannot mount in this binary, if it
+// cannot: the daemon checks before it connects.
+func checkFrontend(name string) error {
+	switch name {
+	case FrontendGoFuse:
+		return goFuseMissing()
+	case FrontendCgoFuse:
+		return cgoFuseMissing()
+	}
+	return fmt.Errorf("unknown front end %q (choose %s or %s)", name, FrontendGoFuse, FrontendCgoFuse)
+}
+
 // mountFrontend mounts fsys at dir through the named front end.
 func mountFrontend(name, dir string, fsys *node.FS, logger *log.Logger) (mounted, error) {
-	switch name {
-	case "":
-		return mountFrontend(DefaultFrontend(), dir, fsys, logger)
-	case FrontendGoFuse:
-		return mountGoFuse(dir, fsys, logger)
-	case FrontendCgoFuse:
+	if err := checkFrontend(name); err != nil {
+		return nil, err
+	}
+	if name == FrontendCgoFuse {
 		return mountCgoFuse(dir, fsys, logger)
 	}
-	return nil, fmt.Errorf("unknown front end %q (choose %s or %s)", name, FrontendGoFuse, FrontendCgoFuse)
+	return mountGoFuse(dir, fsys, logger)
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/anysync/anysync/fs/node"
 )
 
-// cgofuseBuilt reports whether this binary has the cgofuse front end.
-const cgofuseBuilt = true
+// cgoFuseMissing: this binary has the cgofuse front end.
+func cgoFuseMissing() error { return nil }
 
 func mountCgoFuse(dir string, fsys *node.FS, logger *log.Logger) (mounted, error) {
 	opts := cgofs.DefaultOptions()

@@ -9,10 +9,10 @@ import (
 	"github.com/anysync/anysync/fs/node"
 )
 
-// cgofuseBuilt reports whether this binary has the cgofuse front end.
-const cgofuseBuilt = false
-
-func mountCgoFuse(string, *node.FS, *log.Logger) (mounted, error) {
-	return nil, errors.New("this anysync was built without the cgofuse front end " +
+// cgoFuseMissing: this binary was built without the cgofuse front end.
+func cgoFuseMissing() error {
+	return errors.New("this anysync was built without the cgofuse front end " +
 		"(Linux: CGO_ENABLED=1 go build -tags fuse3, with libfuse3-dev; macOS: CGO_ENABLED=1, with macFUSE)")
 }
+
+func mountCgoFuse(string, *node.FS, *log.Logger) (mounted, error) { return nil, cgoFuseMissing() }
