@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -264,7 +263,6 @@ read are reported and left out; the rest is committed.`,
 	return cmd
 }
 
-// newBar returns a byte progress bar with rate and ETA.
 // reportFileErrors lists the files an operation left out.
 func reportFileErrors(what string, errs []backup.FileError) {
 	for _, fe := range errs {
@@ -272,6 +270,7 @@ func reportFileErrors(what string, errs []backup.FileError) {
 	}
 }
 
+// newBar returns a byte progress bar with rate and ETA.
 func newBar(w io.Writer, desc string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(-1,
 		progressbar.OptionSetWriter(w),
@@ -337,12 +336,6 @@ func fileErrors(errs []backup.FileError) []fileError {
 		out[i] = fileError{Path: e.Path, Error: e.Err.Error()}
 	}
 	return out
-}
-
-func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
 }
 
 func printBackupSummary(w io.Writer, s *backup.Summary) {

@@ -336,12 +336,8 @@ func (f *fsys) Getattr(path string, st *fuse.Stat_t, fh uint64) int {
 
 // Getpath returns the path of a node with its names as stored, for a
 // case-insensitive host that looked it up in another case.
-func (f *fsys) Getpath(path string, fh uint64) (int, string) {
-	a, err := f.attr(path, fh)
-	if err != nil {
-		return f.errc(err), ""
-	}
-	p, err := f.r.hostPath(bg(), a.Ino)
+func (f *fsys) Getpath(path string, _ uint64) (int, string) {
+	_, p, err := f.r.walkNames(bg(), path, true)
 	if err != nil {
 		return f.errc(err), ""
 	}

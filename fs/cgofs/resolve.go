@@ -95,19 +95,36 @@ func split(path string) []string {
 
 // walk returns the node at a host path.
 func (r *resolver) walk(ctx context.Context, path string) (node.Attr, error) {
+	a, _, err := r.walkNames(ctx, path, false)
+	return a, err
+}
+
+// walkNames returns the node at a host path and, if names, the path with
+// each name as stored (shown to the host), which a case-insensitive
+// lookup may have found in another case.
+func (r *resolver) walkNames(ctx context.Context, path string, names bool) (node.Attr, string, error) {
 	a, err := r.fsys.GetAttr(ctx, localdb.RootIno)
 	if err != nil {
-		return node.Attr{}, err
+		return node.Attr{}, "", err
 	}
+	var b strings.Builder
 	for _, host := range split(path) {
 		if a.Kind != localdb.KindDir {
-			return node.Attr{}, syscall.ENOTDIR
+			return node.Attr{}, "", syscall.ENOTDIR
 		}
-		if a, _, err = r.lookup(ctx, a.Ino, host); err != nil {
-			return node.Attr{}, err
+		var name string
+		if a, name, err = r.lookup(ctx, a.Ino, host); err != nil {
+			return node.Attr{}, "", err
+		}
+		if names {
+			b.WriteByte('/')
+			b.WriteString(r.hostName(name))
 		}
 	}
-	return a, nil
+	if names && b.Len() == 0 {
+		b.WriteByte('/')
+	}
+	return a, b.String(), nil
 }
 
 // parent returns the directory a host path names an entry of, and the

@@ -102,6 +102,9 @@ func TestResolverWalk(t *testing.T) {
 	if err := exact.free(ctx, docs, "REPORT: q1.txt"); err != nil {
 		t.Fatalf("free on a case-sensitive mount: %v", err)
 	}
+	if _, p, err := win.walkNames(ctx, "/DOCS/REPORT\uF03A Q1.TXT", true); err != nil || p != "/Docs/Report\uF03A Q1.txt" {
+		t.Fatalf("walkNames: %q %v", p, err)
+	}
 	if p, err := win.hostPath(ctx, report); err != nil || p != "/Docs/Report\uF03A Q1.txt" {
 		t.Fatalf("hostPath: %q %v", p, err)
 	}

@@ -81,7 +81,7 @@ func (f *FS) Open(ctx context.Context, ino uint64, flags uint32) (*Handle, error
 	if isVirtual(ino) {
 		return f.vOpen(ino, flags)
 	}
-	acc := flags & oAccMode
+	acc := flags & accessModeMask
 	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
 	n, err := f.db.Attr(ctx, ino)
 	if err != nil {

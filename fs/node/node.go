@@ -439,7 +439,7 @@ func (f *FS) Create(ctx context.Context, parent uint64, name string, flags uint3
 	if err != nil {
 		return Attr{}, nil, err
 	}
-	acc := flags & oAccMode
+	acc := flags & accessModeMask
 	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
 	of := f.acquire(a.Ino, write)
 	of.mu.Lock()
