@@ -20,7 +20,7 @@ endif
 # The drive tests that run a second time through the cgofuse front end:
 # everything that works through a mount (not the soak, nor the server's
 # and backup's own tests).
-FRONTEND_TESTS := TestDrive|TestPinUnpin|TestConflictWhileOffline|TestOfflineQueueAndReconnect|TestVersionsAndRestoreInPlace
+FRONTEND_TESTS := TestDrive|TestPinUnpin|TestConflictWhileOffline|TestOfflineQueueAndReconnect|TestVersionsAndRestoreInPlace|TestSelectiveSync|TestStateAndPinXattrs|TestOfflineUncachedRead
 
 # Release targets checked by `make cross`: Windows and macOS without cgo
 # (cgofuse loads WinFsp at run time), Linux as `make build` builds it.
