@@ -468,10 +468,15 @@ func (f *fsys) Rename3(oldpath, newpath string, flags uint32) int {
 	if f.r.fold {
 		// On a case-insensitive host, a target that differs only in case
 		// is the target: it is replaced and takes the new name's case.
-		if t, found, err := f.r.lookupFold(ctx, newDir, newName); err != nil {
+		t, found, err := f.r.lookupFold(ctx, newDir, newName)
+		switch {
+		case err != nil:
 			return f.errc(err)
-		} else if found && t.Name != newName && t.Attr.Ino != a.Ino {
-			if err := f.r.fsys.Rename(ctx, dir, name, newDir, t.Name, flags); err != nil {
+		case !found || t.Name == newName || t.Attr.Ino == a.Ino:
+		case flags != 0:
+			return -fuse.EEXIST // no exchange with, nor keeping of, a name in another case
+		default:
+			if err := f.r.fsys.Rename(ctx, dir, name, newDir, t.Name, 0); err != nil {
 				return f.errc(err)
 			}
 			dir, name = newDir, t.Name

@@ -195,6 +195,40 @@ func TestGetpath(t *testing.T) {
 	}
 }
 
+// TestRenameFold: on a case-insensitive mount, renaming onto a name taken
+// in another case replaces it (flags 0) or is refused (RENAME_NOREPLACE,
+// RENAME_EXCHANGE).
+func TestRenameFold(t *testing.T) {
+	nfs := newNodeFS(t)
+	f := &fsys{r: resolver{fsys: nfs, fold: true}, handles: map[uint64]*node.Handle{}, hidden: map[string]uint64{}}
+	for _, p := range []string{"/x", "/B"} {
+		if errc := f.Mknod(p, fuse.S_IFREG|0o644, 0); errc != 0 {
+			t.Fatalf("mknod %s: %d", p, errc)
+		}
+	}
+	if errc := f.Rename3("/x", "/b", fuse.RENAME_NOREPLACE); errc != -fuse.EEXIST {
+		t.Fatalf("RENAME_NOREPLACE onto a name in another case: %d", errc)
+	}
+	if errc := f.Rename3("/x", "/b", fuse.RENAME_EXCHANGE); errc != -fuse.EEXIST {
+		t.Fatalf("RENAME_EXCHANGE with a name in another case: %d", errc)
+	}
+	x, err := f.r.walk(context.Background(), "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if errc := f.Rename("/x", "/b"); errc != 0 {
+		t.Fatalf("rename: %d", errc)
+	}
+	var listed []string
+	f.Readdir("/", func(name string, _ *fuse.Stat_t, _ int64) bool { listed = append(listed, name); return true }, 0, noFh)
+	if fmt.Sprint(listed) != "[. .. b]" {
+		t.Fatalf("listing after the rename: %v", listed)
+	}
+	if a, err := nfs.Lookup(context.Background(), localdb.RootIno, "b"); err != nil || a.Ino != x.Ino {
+		t.Fatalf("b is x: %v %v", a, err)
+	}
+}
+
 // TestHiddenRename: libfuse renames a file unlinked while open to
 // .fuse_hidden…; the adapter unlinks it in the node layer instead and
 // answers for the hidden name until libfuse unlinks that.
