@@ -53,16 +53,16 @@ var ErrAuth = errors.New("blob authentication failed")
 // derived from the file key and the blob ID. Per-blob keys keep every key's
 // use to one or a few messages, so random 96-bit nonces never wear a key out.
 type BlobCipher struct {
-	fileKey Key
+	keys deriver // of the file key
 }
 
 // NewBlobCipher returns the blob AEAD of an account.
 func NewBlobCipher(fileKey Key) *BlobCipher {
-	return &BlobCipher{fileKey: fileKey}
+	return &BlobCipher{keys: newDeriver(fileKey)}
 }
 
 func (c *BlobCipher) aead(id ID, purpose string) (cipher.AEAD, error) {
-	k := Derive(c.fileKey, purpose, id[:])
+	k := c.keys.derive(purpose, id[:])
 	block, err := aes.NewCipher(k[:])
 	if err != nil {
 		return nil, fmt.Errorf("aes: %w", err)

@@ -2,7 +2,9 @@ package crypto
 
 import (
 	"bytes"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"testing"
 )
@@ -178,6 +180,26 @@ func TestPerBlobKeysDiffer(t *testing.T) {
 	}
 	if Derive(randKey(t), purposeBlobKey, a[:]) == ka {
 		t.Fatal("per-blob key does not depend on the file key")
+	}
+}
+
+// TestDeriverIsHKDF checks the cached-extract derivation against one-shot
+// HKDF-SHA256 (RFC 5869), for contexts of several lengths.
+func TestDeriverIsHKDF(t *testing.T) {
+	fk := randKey(t)
+	d := newDeriver(fk)
+	for _, ctx := range [][]byte{nil, {1}, randBytes(t, 32), randBytes(t, 200)} {
+		info := append(append([]byte(purposeBlobKey), 0), ctx...)
+		want, err := hkdf.Key(sha256.New, fk[:], nil, string(info), KeySize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.derive(purposeBlobKey, ctx); !bytes.Equal(got[:], want) {
+			t.Fatalf("context of %d bytes: derived %x, HKDF gives %x", len(ctx), got, want)
+		}
+		if Derive(fk, purposeBlobKey, ctx) != d.derive(purposeBlobKey, ctx) {
+			t.Fatalf("context of %d bytes: Derive and the deriver differ", len(ctx))
+		}
 	}
 }
 

@@ -38,13 +38,30 @@ const (
 
 // Derive returns HKDF-SHA256(key, info=purpose||context) as a new key.
 func Derive(key Key, purpose string, context []byte) Key {
-	info := make([]byte, 0, len(purpose)+1+len(context))
-	info = append(info, purpose...)
+	return newDeriver(key).derive(purpose, context)
+}
+
+// deriver derives many subkeys of one key: HKDF's extract step (PRK =
+// HMAC(zero salt, key)) depends only on the key, so it runs once, and each
+// subkey costs only the expand step. Same output as Derive.
+type deriver struct{ prk []byte }
+
+func newDeriver(key Key) deriver {
+	prk, err := hkdf.Extract(sha256.New, key[:], nil)
+	if err != nil {
+		panic("hkdf extract: " + err.Error()) // never fails for SHA-256
+	}
+	return deriver{prk: prk}
+}
+
+func (d deriver) derive(purpose string, context []byte) Key {
+	var buf [128]byte
+	info := append(buf[:0], purpose...)
 	info = append(info, 0)
 	info = append(info, context...)
-	out, err := hkdf.Key(sha256.New, key[:], nil, string(info), KeySize)
+	out, err := hkdf.Expand(sha256.New, d.prk, string(info), KeySize)
 	if err != nil {
-		// hkdf.Key only fails for lengths above 255*32 bytes.
+		// hkdf.Expand only fails for lengths above 255*32 bytes.
 		panic("hkdf: " + err.Error())
 	}
 	var k Key
