@@ -19,6 +19,7 @@ import (
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/store/chunker"
 	"github.com/anysync/anysync/store/objstore"
+	"github.com/anysync/anysync/store/pack"
 	"github.com/anysync/anysync/store/repo"
 )
 
@@ -126,7 +127,11 @@ func (a *Account) openRepo() (*repo.Repo, error) {
 // openRepoOver returns a repository over the account that reads and
 // writes packs through objs (a wrapper of a.Objects).
 func (a *Account) openRepoOver(objs objstore.ObjectStore) (*repo.Repo, error) {
-	r, err := repo.Open(repo.Config{Keys: a.Keys, Objects: objs, Index: a.Index, Cache: a.Cache, Chunker: a.Chunker, PackSize: a.PackSize})
+	// Backups compress at zstd's default level (docs/backup.md: stored
+	// size against restic); the drive's interactive writes stay at the
+	// fastest.
+	r, err := repo.Open(repo.Config{Keys: a.Keys, Objects: objs, Index: a.Index, Cache: a.Cache, Chunker: a.Chunker,
+		PackSize: a.PackSize, Compression: pack.LevelDefault})
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}

@@ -60,6 +60,9 @@ type Config struct {
 	Workers int
 	// Chunker overrides the chunker parameters (tests use small chunks).
 	Chunker *chunker.Params
+	// Compression is how hard new blobs are compressed; the zero value is
+	// pack.LevelFastest (the drive). Backups use pack.LevelDefault.
+	Compression pack.Level
 }
 
 // Repo is safe for concurrent use.
@@ -126,7 +129,7 @@ func Open(cfg Config) (*Repo, error) {
 	if cfg.Keys == nil || cfg.Objects == nil || cfg.Index == nil {
 		return nil, errors.New("open repository: keys, object store and index are required")
 	}
-	codec, err := pack.NewCodec(crypto.NewBlobCipher(cfg.Keys.FileKey))
+	codec, err := pack.NewCodecLevel(crypto.NewBlobCipher(cfg.Keys.FileKey), cfg.Compression)
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}
