@@ -54,7 +54,7 @@ type Options struct {
 	Logf func(format string, args ...any)
 
 	// Test hooks: wrap every file's reader; lower the commit size limit.
-	wrapReader func(rel string, f *os.File) io.Reader
+	wrapReader func(rel string, r io.Reader) io.Reader
 	maxEntries int
 }
 

@@ -223,7 +223,7 @@ func TestFileGrowingDuringBackup(t *testing.T) {
 	writeFile(t, filepath.Join(src, "calm"), []byte("calm"), 0o644)
 	settle()
 	var grew, reads atomic.Int32
-	hook := func(rel string, f *os.File) io.Reader {
+	hook := func(rel string, f io.Reader) io.Reader {
 		switch rel {
 		case "grow.log":
 			if grew.Add(1) == 1 {
@@ -310,7 +310,7 @@ func TestUnreadableFiles(t *testing.T) {
 	writeFile(t, filepath.Join(src, "bad.bin"), randomBytes(50<<10, 7), 0o644)
 	writeFile(t, filepath.Join(src, "was-good"), []byte("version 2"), 0o644)
 	settle()
-	hook := func(rel string, f *os.File) io.Reader {
+	hook := func(rel string, f io.Reader) io.Reader {
 		if rel == "bad.bin" || rel == "was-good" {
 			return failingReader{}
 		}

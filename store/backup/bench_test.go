@@ -3,7 +3,9 @@ package backup
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,4 +99,48 @@ func BenchmarkRestore(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// goSrc returns $(go env GOROOT)/src, the tree `make bench` backs up, or
+// skips the benchmark.
+func goSrc(b *testing.B) string {
+	b.Helper()
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		b.Skipf("go env GOROOT: %v", err)
+	}
+	src := filepath.Join(strings.TrimSpace(string(out)), "src")
+	if _, err := os.Stat(src); err != nil {
+		b.Skipf("no Go source tree: %v", err)
+	}
+	return src
+}
+
+// BenchmarkBackupGoSrc is the first backup of the Go source tree (about
+// 12 000 mostly small files) into memory: the client's share of `make
+// bench`'s first backup, without the server and the SQLite index. It
+// reports the stored bytes per source byte too.
+func BenchmarkBackupGoSrc(b *testing.B) {
+	src := goSrc(b)
+	var stored, total int64
+	for b.Loop() {
+		acct := benchAccount()
+		acct.Objects = discardStore{acct.Objects} // a first backup reads no pack back
+		s, err := Run(context.Background(), Options{Account: acct, Dir: src, CloudPath: "/b"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		stored, total = s.BytesUploaded, s.BytesTotal
+	}
+	b.SetBytes(total)
+	b.ReportMetric(float64(stored)/float64(total), "stored/byte")
+}
+
+// discardStore drops uploads, so a benchmark measures the backup and not
+// the test store's copying.
+type discardStore struct{ objstore.ObjectStore }
+
+func (discardStore) Put(_ context.Context, _ string, r io.Reader, _ int64) error {
+	_, err := io.Copy(io.Discard, r)
+	return err
 }

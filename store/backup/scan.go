@@ -77,7 +77,7 @@ type walker struct {
 
 	// wrapReader, when set, wraps every file's reader (tests inject
 	// faults and concurrent writers through it).
-	wrapReader func(rel string, f *os.File) io.Reader
+	wrapReader func(rel string, r io.Reader) io.Reader
 }
 
 func (w *walker) report(rel string, err error) {
@@ -340,8 +340,10 @@ func (w *walker) readOnce(dirfd int, rel, name string) (tree.Entry, entryMeta, e
 		}
 		return tree.Entry{}, entryMeta{}, fmt.Errorf("open: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), name)
-	defer f.Close()
+	// A raw descriptor, not an os.File: os.NewFile would try (and fail) to
+	// register the non-blocking descriptor with the poller, a wasted
+	// syscall per file.
+	defer unix.Close(fd)
 	var before unix.Stat_t
 	if err := w.settle(fd, &before); err != nil {
 		return tree.Entry{}, entryMeta{}, err
@@ -349,9 +351,9 @@ func (w *walker) readOnce(dirfd int, rel, name string) (tree.Entry, entryMeta, e
 	if before.Mode&unix.S_IFMT != unix.S_IFREG {
 		return tree.Entry{}, entryMeta{}, fmt.Errorf("no longer a regular file: %w", ErrUnsupportedType)
 	}
-	var rd io.Reader = f
+	var rd io.Reader = fdReader(fd)
 	if w.wrapReader != nil {
-		rd = w.wrapReader(rel, f)
+		rd = w.wrapReader(rel, rd)
 	}
 	var chunks []tree.ChunkRef
 	var size int64
@@ -425,6 +427,24 @@ func (w *walker) readSmall(rd io.Reader, want int64) ([]tree.ChunkRef, int64, er
 		return nil, 0, err
 	}
 	return []tree.ChunkRef{{ID: id, Length: uint32(n)}}, int64(n), nil
+}
+
+// fdReader reads a file descriptor.
+type fdReader int
+
+func (fd fdReader) Read(p []byte) (int, error) {
+	for {
+		n, err := unix.Read(int(fd), p)
+		switch {
+		case errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return 0, err
+		case n == 0 && len(p) > 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
 }
 
 type countingReader struct {

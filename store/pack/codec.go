@@ -202,7 +202,7 @@ func (c *Codec) Encode(dst, plain []byte, id crypto.ID, t crypto.BlobType) ([]by
 	}
 	sp := c.getScratch()
 	defer c.putScratch(sp)
-	framed := c.frame(slices.Grow((*sp)[:0], 1+binary.MaxVarintLen64+len(plain)), plain)
+	framed := c.frame(grow((*sp)[:0], 1+binary.MaxVarintLen64+len(plain)), plain)
 	*sp = framed
 	out, err := c.cipher.Seal(dst, framed, id, t)
 	if err != nil {

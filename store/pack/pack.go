@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
-	"slices"
 
 	"github.com/anysync/anysync/crypto"
 )
@@ -123,12 +122,30 @@ func (w *Writer) AddSealed(t crypto.BlobType, id crypto.ID, sealed []byte, rawLe
 	return w.record(t, id, n, rawLen)
 }
 
-// reserve makes room for n more bytes, growing to the target size at once
-// instead of doubling through it.
+// reserve makes room for n more bytes, growing at once to a quarter above
+// the target size instead of doubling through it. The quarter is room for
+// the blob that takes a pack past its target (a chunk is at most 4 MiB with
+// default parameters), so a writer allocates its buffer once and keeps it
+// for every later pack; the old exact-target buffer was grown (copied) again
+// by nearly every pack's last blob. Pages of the buffer that a writer never
+// fills (a metadata writer holding a few trees) are never touched.
 func (w *Writer) reserve(n int) {
 	if cap(w.buf)-len(w.buf) < n {
-		w.buf = slices.Grow(w.buf, max(n, w.target-len(w.buf)+n))
+		w.buf = grow(w.buf, max(n, w.target+w.target/4-len(w.buf)))
 	}
+}
+
+// grow returns b with room for n more bytes, like slices.Grow, but without
+// clearing the new room: slices.Grow writes zeros over all of it, which for
+// a pack buffer fresh from the OS touches (faults in) every page at once,
+// while make leaves fresh memory alone until it is written.
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b
+	}
+	nb := make([]byte, len(b), len(b)+n)
+	copy(nb, b)
+	return nb
 }
 
 func (w *Writer) record(t crypto.BlobType, id crypto.ID, off, rawLen int) error {

@@ -162,7 +162,9 @@ func Open(cfg Config) (*Repo, error) {
 	}
 	maxChunk := params.Max
 	r.bufs.New = func() any { b := make([]byte, 0, maxChunk); return &b }
-	r.sealBufs.New = func() any { b := make([]byte, 0, maxChunk+64); return &b }
+	// Sealed blobs start small (most files are); a buffer grown by a large
+	// chunk keeps its size in the pool.
+	r.sealBufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
 	return r, nil
 }
 
