@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -61,11 +62,19 @@ func openAccount(ctx context.Context, home string) (*account, error) {
 	a.acct = &backup.Account{
 		Keys:    &keys.Keys,
 		Objects: remote.NewPackStore(client),
-		Index:   syncer.Index{DB: db},
+		Index:   batchIndex{syncer.Index{DB: db}},
 		Remote:  &serverRemote{c: client, db: db},
 		Ledger:  dbLedger{db: db},
 	}
 	return a, nil
+}
+
+// batchIndex is the drive's blob index with batched lookups, which a
+// backup uses for small files (repo.BatchIndex).
+type batchIndex struct{ syncer.Index }
+
+func (x batchIndex) Contains(ids []crypto.ID) ([]bool, error) {
+	return x.DB.HasBlobs(context.Background(), ids)
 }
 
 func (a *account) Close() error {
@@ -209,6 +218,14 @@ read are reported and left out; the rest is committed.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := interruptible(cmd.Context())
 			defer stop()
+			if path := os.Getenv("ANYSYNC_CPUPROFILE"); path != "" {
+				// Development: a CPU profile of the whole command (go tool pprof).
+				stopProfile, err := startCPUProfile(path)
+				if err != nil {
+					return err
+				}
+				defer stopProfile()
+			}
 			dir, err := filepath.Abs(args[0])
 			if err != nil {
 				return err
@@ -261,6 +278,20 @@ read are reported and left out; the rest is committed.`,
 	f.BoolVar(&asJSON, "json", false, "print a JSON summary on stdout, no progress")
 	f.IntVar(&workers, "workers", 0, "files read at once (default 2×CPUs, at least 4)")
 	return cmd
+}
+
+// startCPUProfile writes a CPU profile to path until the returned
+// function is called.
+func startCPUProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }
 
 // reportFileErrors lists the files an operation left out.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/anysync/anysync/crypto"
 )
@@ -32,6 +33,61 @@ func (db *DB) LookupBlob(ctx context.Context, id crypto.ID) (BlobLocation, bool,
 		return BlobLocation{}, false, fmt.Errorf("lookup blob %s: %w", id.Short(), err)
 	}
 	return loc, true, nil
+}
+
+// lookupChunk is how many IDs one HasBlobs query carries.
+const lookupChunk = 64
+
+// HasBlobs reports, for each of ids, whether the local index holds it: a
+// query per 64 IDs rather than per ID (a backup looks up every small
+// file's blob).
+func (db *DB) HasBlobs(ctx context.Context, ids []crypto.ID) ([]bool, error) {
+	out := make([]bool, len(ids))
+	at := make(map[crypto.ID][]int, len(ids))
+	for i, id := range ids {
+		at[id] = append(at[id], i)
+	}
+	args := make([]any, 0, lookupChunk)
+	for start := 0; start < len(ids); start += lookupChunk {
+		chunk := ids[start:min(start+lookupChunk, len(ids))]
+		args = args[:0]
+		for _, id := range chunk {
+			args = append(args, id[:])
+		}
+		q := "SELECT id FROM blobs WHERE id IN (?" + strings.Repeat(",?", len(chunk)-1) + ")"
+		if err := db.hasBlobs(ctx, q, args, func(id crypto.ID) {
+			for _, i := range at[id] {
+				out[i] = true
+			}
+		}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (db *DB) hasBlobs(ctx context.Context, q string, args []any, found func(crypto.ID)) error {
+	rows, err := db.rq.QueryContext(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("look up %d blobs: %w", len(args), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return fmt.Errorf("look up %d blobs: %w", len(args), err)
+		}
+		var id crypto.ID
+		if len(b) != len(id) {
+			return fmt.Errorf("look up blobs: index holds a %d-byte ID", len(b))
+		}
+		copy(id[:], b)
+		found(id)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("look up %d blobs: %w", len(args), err)
+	}
+	return nil
 }
 
 // AddBlobs adds index entries; an ID already present keeps its first

@@ -109,6 +109,9 @@ type Account struct {
 	PackSize int
 }
 
+// lookupBatch is how many small files' blobs one index lookup carries.
+const lookupBatch = 128
+
 func (a *Account) validate() error {
 	if a == nil || a.Keys == nil || a.Objects == nil || a.Index == nil || a.Remote == nil {
 		return errors.New("backup: account needs keys, object store, index and remote")
@@ -130,8 +133,13 @@ func (a *Account) openRepoOver(objs objstore.ObjectStore) (*repo.Repo, error) {
 	// Backups compress at zstd's default level (docs/backup.md: stored
 	// size against restic); the drive's interactive writes stay at the
 	// fastest.
-	r, err := repo.Open(repo.Config{Keys: a.Keys, Objects: objs, Index: a.Index, Cache: a.Cache, Chunker: a.Chunker,
-		PackSize: a.PackSize, Compression: pack.LevelDefault})
+	cfg := repo.Config{Keys: a.Keys, Objects: objs, Index: a.Index, Cache: a.Cache, Chunker: a.Chunker,
+		PackSize: a.PackSize, Compression: pack.LevelDefault}
+	if _, ok := a.Index.(repo.BatchIndex); ok {
+		// Small files' blobs are looked up in batches (repo.SaveBlob).
+		cfg.LookupBatch = lookupBatch
+	}
+	r, err := repo.Open(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("open repository: %w", err)
 	}

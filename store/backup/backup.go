@@ -215,6 +215,7 @@ func Run(ctx context.Context, o Options) (*Summary, error) {
 		smallMax:   int64(o.Account.chunkerParams().Min),
 		dirSlots:   make(chan struct{}, 8),
 		fileSlots:  make(chan struct{}, o.Workers),
+		bigSlots:   make(chan struct{}, max(1, runtime.GOMAXPROCS(0)/4)),
 		wrapReader: o.wrapReader,
 	}
 	w.smallBufs.New = func() any { b := make([]byte, w.smallMax); return &b }

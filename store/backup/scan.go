@@ -70,6 +70,7 @@ type walker struct {
 
 	dirSlots  chan struct{} // extra goroutines listing folders
 	fileSlots chan struct{} // files being read at once
+	bigSlots  chan struct{} // of those, files larger than smallMax
 	smallBufs sync.Pool
 
 	errMu sync.Mutex
@@ -213,15 +214,33 @@ func (w *walker) dir(abs, rel string, old *tree.Entry, oldMeta entryMeta) (slot,
 				w.stats.bytesDone.Add(cst.Size)
 				continue
 			}
+			big := cst.Size > w.smallMax
+			if big {
+				// One chunker (and its buffers) per large file: few at
+				// once, they chunk and seal in parallel on their own.
+				select {
+				case w.bigSlots <- struct{}{}:
+				case <-w.ctx.Done():
+					return slot{}, w.ctx.Err()
+				}
+			}
 			select {
 			case w.fileSlots <- struct{}{}:
 			case <-w.ctx.Done():
+				if big {
+					<-w.bigSlots
+				}
 				return slot{}, w.ctx.Err()
 			}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				defer func() { <-w.fileSlots }()
+				defer func() {
+					<-w.fileSlots
+					if big {
+						<-w.bigSlots
+					}
+				}()
 				e, m, err := w.file(fd, crel, name)
 				w.stats.filesDone.Add(1)
 				w.stats.bytesDone.Add(cst.Size)

@@ -44,6 +44,9 @@ type ObjectStore interface {
 	// visible only once all size bytes were written; a short or failed
 	// write leaves nothing behind (and a reader with more than size bytes
 	// is an ErrSizeMismatch too). Putting an existing name replaces it.
+	// Put keeps no reference to r, nor to the bytes behind it, once it
+	// returns: the caller may reuse them (store/repo lays its next pack
+	// out in them).
 	Put(ctx context.Context, name string, r io.Reader, size int64) error
 	// GetRange returns length bytes starting at off. length < 0 means to
 	// the end. Reading past the end is an error (ErrOutOfRange), and so is

@@ -47,6 +47,9 @@ const (
 	entropyRaw      = 7.95
 )
 
+// defaultWindow is LevelDefault's zstd window: the default maximum chunk.
+const defaultWindow = 4 << 20
+
 // Level is how hard a Codec compresses data chunks. Any level decodes with
 // any codec: the level is the writer's choice, not part of the format.
 type Level int
@@ -135,13 +138,13 @@ func NewCodecLevel(c *crypto.BlobCipher, level Level) (*Codec, error) {
 		return nil, fmt.Errorf("new codec: %w", err)
 	}
 	procs := runtime.GOMAXPROCS(0)
-	encoder := func(l zstd.EncoderLevel) (*zstd.Encoder, error) {
+	encoder := func(l zstd.EncoderLevel, opts ...zstd.EOption) (*zstd.Encoder, error) {
 		// The AEAD authenticates everything, so zstd's own checksum is
 		// wasted work.
-		e, err := zstd.NewWriter(nil,
+		e, err := zstd.NewWriter(nil, append([]zstd.EOption{
 			zstd.WithEncoderLevel(l),
 			zstd.WithEncoderCRC(false),
-			zstd.WithEncoderConcurrency(procs))
+			zstd.WithEncoderConcurrency(procs)}, opts...)...)
 		if err != nil {
 			return nil, fmt.Errorf("new codec: zstd encoder: %w", err)
 		}
@@ -153,7 +156,11 @@ func NewCodecLevel(c *crypto.BlobCipher, level Level) (*Codec, error) {
 	}
 	cd.enc = cd.probe
 	if zl != zstd.SpeedFastest {
-		if cd.enc, err = encoder(zl); err != nil {
+		// A window of the largest default chunk, not zstd's 8 MiB, and
+		// history for one window, not two: each encoder keeps its history
+		// for the whole run (32 MiB for two encoders otherwise), and no
+		// default chunk reaches further back.
+		if cd.enc, err = encoder(zl, zstd.WithWindowSize(defaultWindow), zstd.WithLowerEncoderMem(true)); err != nil {
 			return nil, err
 		}
 	}

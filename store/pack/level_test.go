@@ -2,6 +2,7 @@ package pack
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -153,5 +154,67 @@ func TestCodecUnknownLevel(t *testing.T) {
 	}
 	if s := Level(9).String(); s != "Level(9)" {
 		t.Fatalf("Level(9).String() = %q", s)
+	}
+}
+
+// checkPack reads every blob of a finished pack back and compares it.
+func checkPack(t *testing.T, c *Codec, name string, data []byte, want map[crypto.ID][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	s := newMemStore()
+	s.put(t, name, data)
+	entries, err := ReadHeader(ctx, s, c, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != len(want) {
+		t.Fatalf("pack holds %d blobs, want %d", len(entries), len(want))
+	}
+	for _, e := range entries {
+		sealed, err := ReadBlob(ctx, s, name, e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := c.Decode(nil, sealed, e.ID, e.Type, int(e.RawLength))
+		if err != nil || !bytes.Equal(plain, want[e.ID]) {
+			t.Fatalf("blob %s: %v", e.ID.Short(), err)
+		}
+	}
+}
+
+// TestWriterGrowthAndRecycle fills a small writer past several doublings,
+// and lays later packs out in a recycled pack's bytes: every pack reads
+// back whole, and a recycled buffer is reused only once handed back.
+func TestWriterGrowthAndRecycle(t *testing.T) {
+	c := testCodec(t, 1)
+	for _, w := range []*Writer{NewWriter(c, 4<<20), NewSmallWriter(c, 4<<20)} {
+		var prev []byte
+		spare := make([]byte, 0, 8<<20)
+		for round := range 3 {
+			want := map[crypto.ID][]byte{}
+			for i := 0; !w.Full(); i++ {
+				plain := randomBytes(100<<10+i*10, uint64(round*1000+i))
+				id := idOf(plain)
+				if err := w.Add(crypto.BlobData, id, plain); err != nil {
+					t.Fatal(err)
+				}
+				want[id] = plain
+			}
+			name, data, _, err := w.Finish()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if prev != nil && &data[0] == &prev[0] {
+				t.Fatal("Finish reused a pack's bytes that were not handed back")
+			}
+			checkPack(t, c, name, data, want)
+			if round == 2 && &data[:1][0] != &spare[:1][0] {
+				t.Fatal("Finish did not lay the pack out in the recycled bytes")
+			}
+			if round == 1 {
+				w.Recycle(spare) // a stored pack's bytes, big enough
+			}
+			prev = data
+		}
 	}
 }

@@ -71,6 +71,8 @@ func ParseName(name string) (crypto.ID, error) {
 type Writer struct {
 	codec   *Codec
 	target  int
+	small   bool    // grow the buffer by doubling from 1 MiB (NewSmallWriter)
+	spare   []byte  // a finished pack's bytes, handed back for the next one
 	buf     []byte  // sealed blobs in arrival order
 	entries []Entry // Offset is into buf until Finish
 	seen    map[blobKey]struct{}
@@ -89,6 +91,15 @@ func NewWriter(codec *Codec, target int) *Writer {
 	}
 	target = min(target, MaxPackSize/2)
 	return &Writer{codec: codec, target: target, seen: make(map[blobKey]struct{})}
+}
+
+// NewSmallWriter returns a writer for packs that mostly stay far below the
+// target (metadata: trees and versions): its buffer starts at 1 MiB and
+// doubles, instead of being allocated at the full pack size at once.
+func NewSmallWriter(codec *Codec, target int) *Writer {
+	w := NewWriter(codec, target)
+	w.small = true
+	return w
 }
 
 // Add encodes plain (compress and seal) and adds it to the pack. Adding a
@@ -130,9 +141,14 @@ func (w *Writer) AddSealed(t crypto.BlobType, id crypto.ID, sealed []byte, rawLe
 // by nearly every pack's last blob. Pages of the buffer that a writer never
 // fills (a metadata writer holding a few trees) are never touched.
 func (w *Writer) reserve(n int) {
-	if cap(w.buf)-len(w.buf) < n {
-		w.buf = grow(w.buf, max(n, w.target+w.target/4-len(w.buf)))
+	if cap(w.buf)-len(w.buf) >= n {
+		return
 	}
+	c := w.target + w.target/4
+	if w.small {
+		c = min(c, max(2*cap(w.buf), 1<<20))
+	}
+	w.buf = grow(w.buf, max(n, c-len(w.buf)))
 }
 
 // grow returns b with room for n more bytes, like slices.Grow, but without
@@ -172,6 +188,15 @@ func checkBlob(t crypto.BlobType, sealedLen, rawLen int) error {
 	return nil
 }
 
+// Recycle hands back the bytes of a pack this writer finished, once nothing
+// refers to them any more (the pack is stored), so the next Finish can lay
+// its pack out in them instead of in fresh memory.
+func (w *Writer) Recycle(data []byte) {
+	if cap(data) > cap(w.spare) {
+		w.spare = data[:0]
+	}
+}
+
 // Len returns the number of blobs in the pack.
 func (w *Writer) Len() int { return len(w.entries) }
 
@@ -200,7 +225,7 @@ func uvarintLen(x uint64) int {
 // Finish lays the pack out: blobs in a random order, the sealed header, the
 // trailer. It returns the pack's name and bytes and the entries in pack
 // order, then resets the writer for the next pack. The returned data is not
-// reused by the writer.
+// reused by the writer unless handed back with Recycle.
 func (w *Writer) Finish() (name string, data []byte, entries []Entry, err error) {
 	if len(w.entries) == 0 {
 		return "", nil, nil, fmt.Errorf("finish pack: %w", ErrEmptyPack)
@@ -232,7 +257,12 @@ func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
 	rng := mrand.New(mrand.NewChaCha8(seed))
 	order := rng.Perm(len(w.entries))
 
-	data = make([]byte, 0, w.Size())
+	if size := w.Size(); cap(w.spare) >= int(size) {
+		data = w.spare[:0]
+	} else {
+		data = make([]byte, 0, size)
+	}
+	w.spare = nil
 	entries = make([]Entry, 0, len(w.entries))
 	for _, i := range order {
 		e := w.entries[i]

@@ -27,6 +27,15 @@ type Index interface {
 	Add(entries []IndexEntry) error
 }
 
+// BatchIndex is an Index that also looks many IDs up at once (a backup
+// looks up thousands of small files' blobs; one query per blob costs more
+// than hashing them).
+type BatchIndex interface {
+	Index
+	// Contains reports, for each of ids, whether the index holds it.
+	Contains(ids []crypto.ID) ([]bool, error)
+}
+
 // MemIndex is an in-memory Index, safe for concurrent use.
 type MemIndex struct {
 	mu sync.RWMutex
@@ -42,6 +51,17 @@ func (x *MemIndex) Lookup(id crypto.ID) (Location, bool, error) {
 	defer x.mu.RUnlock()
 	loc, ok := x.m[id]
 	return loc, ok, nil
+}
+
+// Contains implements BatchIndex.
+func (x *MemIndex) Contains(ids []crypto.ID) ([]bool, error) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]bool, len(ids))
+	for i, id := range ids {
+		_, out[i] = x.m[id]
+	}
+	return out, nil
 }
 
 // Add implements Index.

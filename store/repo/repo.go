@@ -63,7 +63,26 @@ type Config struct {
 	// Compression is how hard new blobs are compressed; the zero value is
 	// pack.LevelFastest (the drive). Backups use pack.LevelDefault.
 	Compression pack.Level
+	// LookupBatch, if positive, defers small data blobs (SaveBlob of at
+	// most SmallBlobMax bytes) and looks them up in the index this many
+	// at a time (Index must be a BatchIndex); see SaveBlob. 0: every blob
+	// is looked up on its own, before SaveBlob returns.
+	LookupBatch int
 }
+
+// SmallBlobMax is the largest data blob SaveBlob defers for a batched
+// index lookup (Config.LookupBatch): a file no larger than the default
+// minimum chunk is one blob.
+const SmallBlobMax = 256 << 10
+
+// maxBatchBytes bounds the plaintext a lookup batch holds. The plaintext
+// is copied into an arena of maxBatchBytes+SmallBlobMax, and arenas are
+// reused: a fresh copy per blob made the heap (and so the memory the
+// process touches) grow by the size of every small file.
+const maxBatchBytes = 2 << 20
+
+// spareArenas is how many batch arenas wait for reuse.
+const spareArenas = 4
 
 // Repo is safe for concurrent use.
 type Repo struct {
@@ -78,8 +97,14 @@ type Repo struct {
 	packSize int
 
 	// bufs and sealBufs recycle chunk-sized buffers of the write pipeline;
-	// chunkers recycles chunkers (each holds a 2×Max buffer).
-	bufs, sealBufs, chunkers sync.Pool
+	// chunkers recycles chunkers (each holds a 2×Max buffer). bufs and
+	// chunkers are free lists, not sync.Pools: a pool drops its buffers at
+	// every GC, and each new 4 or 8 MiB buffer is memory the process
+	// touches afresh (page faults cost ~20 µs each on the VMs we measure
+	// on). They hold at most what was in use at once.
+	sealBufs sync.Pool
+	bufs     chan *[]byte
+	chunkers chan *chunker.Chunker
 
 	flushMu sync.Mutex
 	mu      sync.Mutex
@@ -90,6 +115,15 @@ type Repo struct {
 	pending    map[crypto.ID]*pendingBlob
 	failed     []finishedPack // uploads to retry on the next Flush
 	newEntries []IndexEntry
+	// batch collects small data blobs waiting for a batched index lookup
+	// (lookupBatch > 0); batchErr, once set, fails every later Flush: a
+	// blob that SaveBlob accepted was lost.
+	batch       []deferredBlob
+	batchBytes  int
+	arena       []byte // holds the batch's plaintext
+	arenas      chan []byte
+	lookupBatch int
+	batchErr    error
 
 	uploadSlots chan struct{}
 	uploads     sync.WaitGroup
@@ -115,11 +149,19 @@ func classOf(t crypto.BlobType) packClass {
 type pendingBlob struct {
 	t      crypto.BlobType
 	sealed []byte        // metadata blobs only; set before ready is closed
-	ready  chan struct{} // closed when sealed is set
+	ready  chan struct{} // closed when sealed is set, or the blob is in a pack, found in the index, or lost
+}
+
+// deferredBlob is a small data blob waiting for a batched index lookup.
+type deferredBlob struct {
+	id    crypto.ID
+	plain []byte // the repository's own copy
+	pb    *pendingBlob
 }
 
 type finishedPack struct {
 	name    string
+	class   packClass
 	data    []byte
 	entries []pack.Entry
 }
@@ -154,18 +196,43 @@ func Open(cfg Config) (*Repo, error) {
 		pending:     make(map[crypto.ID]*pendingBlob),
 		uploadSlots: make(chan struct{}, maxInflightUploads),
 	}
+	if cfg.LookupBatch > 0 {
+		if _, ok := cfg.Index.(BatchIndex); !ok {
+			return nil, errors.New("open repository: batched lookups need an index with batch lookups")
+		}
+		r.lookupBatch = cfg.LookupBatch
+		r.arenas = make(chan []byte, spareArenas)
+	}
 	if r.workers <= 0 {
 		r.workers = runtime.GOMAXPROCS(0)
 	}
 	if r.packSize <= 0 {
 		r.packSize = DefaultPackSize
 	}
-	maxChunk := params.Max
-	r.bufs.New = func() any { b := make([]byte, 0, maxChunk); return &b }
+	r.bufs = make(chan *[]byte, 2*r.workers+2)
+	r.chunkers = make(chan *chunker.Chunker, 2)
 	// Sealed blobs start small (most files are); a buffer grown by a large
 	// chunk keeps its size in the pool.
 	r.sealBufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
 	return r, nil
+}
+
+// getBuf returns a chunk buffer from the free list, or a new one.
+func (r *Repo) getBuf() *[]byte {
+	select {
+	case b := <-r.bufs:
+		return b
+	default:
+		b := make([]byte, 0, r.params.Max)
+		return &b
+	}
+}
+
+func (r *Repo) putBuf(b *[]byte) {
+	select {
+	case r.bufs <- b:
+	default:
+	}
 }
 
 // ID returns the blob ID of plaintext data.
@@ -184,8 +251,21 @@ func (r *Repo) Has(id crypto.ID) (bool, error) {
 }
 
 // SaveBlob stores a blob unless it is already known, and returns its ID.
+//
+// With Config.LookupBatch, a data blob of at most SmallBlobMax bytes is
+// copied and deferred: SaveBlob returns at once, and the blobs are looked
+// up in the index together (one query instead of one per blob; on a
+// backup of small files the per-blob lookups cost a tenth of the CPU).
+// The SaveBlob call that fills a batch, or the next Flush, looks the batch
+// up and seals what is new. A deferred blob counts as pending (Has,
+// LoadBlob, PendingBlobs). If the batch fails (the index cannot be read),
+// the blobs SaveBlob accepted are lost, so that Flush and every later one
+// fail: nothing may commit a tree naming them.
 func (r *Repo) SaveBlob(ctx context.Context, t crypto.BlobType, plain []byte) (crypto.ID, error) {
 	id := r.ids.Sum(plain)
+	if r.lookupBatch > 0 && t == crypto.BlobData && len(plain) <= SmallBlobMax {
+		return id, r.deferBlob(ctx, id, plain)
+	}
 	return id, r.saveBlob(ctx, t, id, plain)
 }
 
@@ -209,7 +289,12 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 	pb := &pendingBlob{t: t, ready: make(chan struct{})}
 	r.pending[id] = pb
 	r.mu.Unlock()
+	return r.store(ctx, t, id, plain, pb)
+}
 
+// store seals a blob that is pending as pb and adds it to the current pack
+// of its class; on failure it is no longer pending.
+func (r *Repo) store(ctx context.Context, t crypto.BlobType, id crypto.ID, plain []byte, pb *pendingBlob) error {
 	// Seal into a pooled buffer: the pack writer copies it, so only
 	// metadata blobs (small, and read back before a flush by the committer)
 	// keep their own copy for LoadBlob.
@@ -217,10 +302,7 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 	defer r.sealBufs.Put(buf)
 	sealed, err := r.codec.Encode((*buf)[:0], plain, id, t)
 	if err != nil {
-		r.mu.Lock()
-		delete(r.pending, id)
-		r.mu.Unlock()
-		close(pb.ready)
+		r.drop(id, pb)
 		return fmt.Errorf("seal %s blob %s: %w", t, id.Short(), err)
 	}
 	*buf = sealed
@@ -228,10 +310,7 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 	// network (offline too) once the staging copy is gone.
 	if c, ok := r.cache.(sealedPutter); ok && r.cache != nil {
 		if err := c.PutSealed(id, sealed); err != nil {
-			r.mu.Lock()
-			delete(r.pending, id)
-			r.mu.Unlock()
-			close(pb.ready)
+			r.drop(id, pb)
 			return fmt.Errorf("cache %s blob %s: %w", t, id.Short(), err)
 		}
 	}
@@ -241,7 +320,8 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 		pb.sealed = append([]byte(nil), sealed...)
 	}
 	close(pb.ready)
-	w := r.packerLocked(classOf(t))
+	class := classOf(t)
+	w := r.packerLocked(class)
 	if err := w.AddSealed(t, id, sealed, len(plain)); err != nil {
 		delete(r.pending, id)
 		r.mu.Unlock()
@@ -249,7 +329,7 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 	}
 	var full *finishedPack
 	if w.Full() {
-		full, err = finishLocked(w)
+		full, err = finishLocked(w, class)
 	}
 	r.mu.Unlock()
 	if err != nil {
@@ -261,21 +341,146 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 	return nil
 }
 
+// drop forgets a pending blob that will not be stored.
+func (r *Repo) drop(id crypto.ID, pb *pendingBlob) {
+	r.mu.Lock()
+	delete(r.pending, id)
+	r.mu.Unlock()
+	close(pb.ready)
+}
+
+// deferBlob adds a small data blob to the lookup batch, and looks the
+// batch up if that filled it.
+func (r *Repo) deferBlob(ctx context.Context, id crypto.ID, plain []byte) error {
+	if err := r.takeUploadErr(); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	if err := r.batchErr; err != nil {
+		r.mu.Unlock()
+		return err
+	}
+	if _, ok := r.pending[id]; ok {
+		r.mu.Unlock()
+		return nil
+	}
+	pb := &pendingBlob{t: crypto.BlobData, ready: make(chan struct{})}
+	r.pending[id] = pb
+	if r.arena == nil {
+		select {
+		case r.arena = <-r.arenas:
+		default:
+			r.arena = make([]byte, 0, maxBatchBytes+SmallBlobMax)
+		}
+	}
+	// The batch is taken once it holds maxBatchBytes, and no blob is
+	// larger than SmallBlobMax: the arena never has to move.
+	start := len(r.arena)
+	r.arena = append(r.arena, plain...)
+	r.batch = append(r.batch, deferredBlob{id: id, plain: r.arena[start:len(r.arena):len(r.arena)], pb: pb})
+	r.batchBytes += len(plain)
+	var full []deferredBlob
+	var arena []byte
+	if len(r.batch) >= r.lookupBatch || r.batchBytes >= maxBatchBytes {
+		full, arena = r.takeBatchLocked()
+	}
+	r.mu.Unlock()
+	defer r.recycleArena(arena)
+	return r.storeBatch(ctx, full)
+}
+
+func (r *Repo) takeBatchLocked() ([]deferredBlob, []byte) {
+	b, a := r.batch, r.arena
+	r.batch, r.batchBytes, r.arena = nil, 0, nil
+	return b, a
+}
+
+// recycleArena keeps a batch's arena for a later batch, once every blob
+// of the batch is settled.
+func (r *Repo) recycleArena(a []byte) {
+	if a == nil {
+		return
+	}
+	select {
+	case r.arenas <- a[:0]:
+	default:
+	}
+}
+
+// storeBatch looks a batch of deferred blobs up in the index and stores
+// those it lacks. Every blob of the batch is settled (stored, known, or
+// lost) when it returns.
+func (r *Repo) storeBatch(ctx context.Context, batch []deferredBlob) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	ids := make([]crypto.ID, len(batch))
+	for i, d := range batch {
+		ids[i] = d.id
+	}
+	known, err := r.index.(BatchIndex).Contains(ids)
+	if err == nil && len(known) != len(ids) {
+		err = fmt.Errorf("index answered %d of %d lookups", len(known), len(ids))
+	}
+	if err != nil {
+		err = fmt.Errorf("look up %d blobs: %w", len(ids), err)
+		r.loseBatch(batch, err)
+		return err
+	}
+	for i, d := range batch {
+		if known[i] {
+			r.drop(d.id, d.pb) // stored before: in the index, not pending
+			continue
+		}
+		if err := r.store(ctx, crypto.BlobData, d.id, d.plain, d.pb); err != nil {
+			r.loseBatch(batch[i+1:], err)
+			return err
+		}
+	}
+	return nil
+}
+
+// loseBatch settles blobs that could not be stored and fails every later
+// Flush: SaveBlob already told their callers they were saved.
+func (r *Repo) loseBatch(batch []deferredBlob, err error) {
+	for _, d := range batch {
+		r.drop(d.id, d.pb)
+	}
+	r.mu.Lock()
+	if r.batchErr == nil {
+		r.batchErr = fmt.Errorf("blobs saved for a batched lookup were lost: %w", err)
+	}
+	r.mu.Unlock()
+}
+
+// storeDeferred stores the blobs waiting for a batched lookup.
+func (r *Repo) storeDeferred(ctx context.Context) error {
+	r.mu.Lock()
+	batch, arena := r.takeBatchLocked()
+	r.mu.Unlock()
+	defer r.recycleArena(arena)
+	return r.storeBatch(ctx, batch)
+}
+
 func (r *Repo) packerLocked(c packClass) *pack.Writer {
 	w := r.packers[c]
 	if w == nil {
-		w = pack.NewWriter(r.codec, r.packSize)
+		if c == classMeta {
+			w = pack.NewSmallWriter(r.codec, r.packSize) // a few trees per commit
+		} else {
+			w = pack.NewWriter(r.codec, r.packSize)
+		}
 		r.packers[c] = w
 	}
 	return w
 }
 
-func finishLocked(w *pack.Writer) (*finishedPack, error) {
+func finishLocked(w *pack.Writer, c packClass) (*finishedPack, error) {
 	name, data, entries, err := w.Finish()
 	if err != nil {
 		return nil, fmt.Errorf("finish pack: %w", err)
 	}
-	return &finishedPack{name: name, data: data, entries: entries}, nil
+	return &finishedPack{name: name, class: c, data: data, entries: entries}, nil
 }
 
 // startUpload uploads a finished pack in the background, waiting for a slot
@@ -325,6 +530,11 @@ func (r *Repo) upload(ctx context.Context, p finishedPack) error {
 		delete(r.pending, e.ID)
 	}
 	r.newEntries = append(r.newEntries, entries...)
+	// The store has the pack and keeps no reference to our bytes
+	// (objstore.ObjectStore.Put): lay the next pack out in them.
+	if w := r.packers[p.class]; w != nil {
+		w.Recycle(p.data)
+	}
 	r.mu.Unlock()
 	return nil
 }
@@ -345,14 +555,21 @@ func (r *Repo) Flush(ctx context.Context) error {
 	// first one's uploads are indexed.
 	r.flushMu.Lock()
 	defer r.flushMu.Unlock()
+	if err := r.storeDeferred(ctx); err != nil {
+		return err
+	}
 	r.mu.Lock()
+	if err := r.batchErr; err != nil {
+		r.mu.Unlock()
+		return err
+	}
 	var todo []finishedPack
 	for _, c := range []packClass{classData, classMeta} {
 		w := r.packers[c]
 		if w == nil || w.Len() == 0 {
 			continue
 		}
-		p, err := finishLocked(w)
+		p, err := finishLocked(w, c)
 		if err != nil {
 			r.mu.Unlock()
 			return err
@@ -407,6 +624,15 @@ func (r *Repo) LoadBlob(ctx context.Context, t crypto.BlobType, id crypto.ID) ([
 	pb, ok := r.pending[id]
 	r.mu.Unlock()
 	if ok {
+		select {
+		case <-pb.ready:
+		default:
+			// Perhaps waiting for a batched lookup: store the batch
+			// (a batch taken by another goroutine settles on its own).
+			if err := r.storeDeferred(ctx); err != nil {
+				return nil, fmt.Errorf("load %s blob %s: %w", t, id.Short(), err)
+			}
+		}
 		select {
 		case <-pb.ready:
 		case <-ctx.Done():

@@ -55,7 +55,7 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 				id := r.ids.Sum(data)
 				err := r.saveBlob(ctx, crypto.BlobData, id, data)
 				n := len(data)
-				r.bufs.Put(j.buf)
+				r.putBuf(j.buf)
 				if err != nil {
 					fail(err)
 					continue
@@ -68,13 +68,20 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 	}
 
 	var size int64
-	ch, _ := r.chunkers.Get().(*chunker.Chunker)
-	if ch == nil {
-		ch = chunker.New(rd, r.gear, r.params)
-	} else {
+	var ch *chunker.Chunker
+	select {
+	case ch = <-r.chunkers:
 		ch.Reset(rd)
+	default:
+		ch = chunker.New(rd, r.gear, r.params)
 	}
-	defer func() { ch.Reset(nil); r.chunkers.Put(ch) }()
+	defer func() {
+		ch.Reset(nil)
+		select {
+		case r.chunkers <- ch:
+		default:
+		}
+	}()
 	for idx := 0; ; idx++ {
 		if ctx.Err() != nil {
 			break
@@ -88,7 +95,7 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 			break
 		}
 		size += int64(len(chunk))
-		buf := r.bufs.Get().(*[]byte)
+		buf := r.getBuf()
 		*buf = append((*buf)[:0], chunk...)
 		mu.Lock()
 		refs = append(refs, tree.ChunkRef{})
@@ -96,7 +103,7 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 		select {
 		case jobs <- job{idx: idx, buf: buf}:
 		case <-ctx.Done():
-			r.bufs.Put(buf)
+			r.putBuf(buf)
 		}
 	}
 	close(jobs)
