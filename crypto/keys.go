@@ -2,10 +2,13 @@ package crypto
 
 import (
 	"crypto/hkdf"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // KeySize is the size of every symmetric key in AnySync.
@@ -42,30 +45,42 @@ func Derive(key Key, purpose string, context []byte) Key {
 }
 
 // deriver derives many subkeys of one key: HKDF's extract step (PRK =
-// HMAC(zero salt, key)) depends only on the key, so it runs once, and each
-// subkey costs only the expand step. Same output as Derive.
-type deriver struct{ prk []byte }
+// HMAC(zero salt, key)) depends only on the key, so it runs once. For a
+// 32-byte key, expand is one HMAC under PRK: T(1) = HMAC(PRK, info || 1).
+// The keyed HMAC states are recycled, so a subkey costs two SHA-256 blocks
+// and no allocation. Same output as Derive.
+type deriver struct {
+	prk  []byte
+	macs *sync.Pool // of *keyedMAC
+}
+
+type keyedMAC struct {
+	h   hash.Hash // HMAC-SHA256 keyed with PRK
+	buf []byte
+}
 
 func newDeriver(key Key) deriver {
 	prk, err := hkdf.Extract(sha256.New, key[:], nil)
 	if err != nil {
 		panic("hkdf extract: " + err.Error()) // never fails for SHA-256
 	}
-	return deriver{prk: prk}
+	return deriver{prk: prk, macs: &sync.Pool{New: func() any {
+		return &keyedMAC{h: hmac.New(sha256.New, prk), buf: make([]byte, 0, 128)}
+	}}}
 }
 
 func (d deriver) derive(purpose string, context []byte) Key {
-	var buf [128]byte
-	info := append(buf[:0], purpose...)
+	m := d.macs.Get().(*keyedMAC)
+	m.h.Reset()
+	info := append(m.buf[:0], purpose...)
 	info = append(info, 0)
 	info = append(info, context...)
-	out, err := hkdf.Expand(sha256.New, d.prk, string(info), KeySize)
-	if err != nil {
-		// hkdf.Expand only fails for lengths above 255*32 bytes.
-		panic("hkdf: " + err.Error())
-	}
+	info = append(info, 1) // HKDF-Expand's block counter: one block of output
+	m.h.Write(info)
 	var k Key
-	copy(k[:], out)
+	m.h.Sum(k[:0])
+	m.buf = info[:0]
+	d.macs.Put(m)
 	return k
 }
 
