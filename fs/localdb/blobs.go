@@ -136,16 +136,19 @@ func (db *DB) UncommittedBlobs(ctx context.Context, limit int) ([]BlobEntry, err
 	return out, nil
 }
 
-// MarkBlobsCommitted records that entries reached the server.
+// MarkBlobsCommitted records that entries reached the server: one UPDATE
+// per 64 IDs (a backup commits tens of thousands at once).
 func (tx *Tx) MarkBlobsCommitted(entries []BlobEntry) error {
-	stmt, err := tx.tx.PrepareContext(tx.ctx, `UPDATE blobs SET committed = 1 WHERE id = ?`)
-	if err != nil {
-		return fmt.Errorf("mark blobs committed: %w", err)
-	}
-	defer stmt.Close()
-	for _, e := range entries {
-		if _, err := stmt.ExecContext(tx.ctx, e.ID[:]); err != nil {
-			return fmt.Errorf("mark blob %s committed: %w", e.ID.Short(), err)
+	args := make([]any, 0, lookupChunk)
+	for start := 0; start < len(entries); start += lookupChunk {
+		chunk := entries[start:min(start+lookupChunk, len(entries))]
+		args = args[:0]
+		for _, e := range chunk {
+			args = append(args, e.ID[:])
+		}
+		q := "UPDATE blobs SET committed = 1 WHERE id IN (?" + strings.Repeat(",?", len(chunk)-1) + ")"
+		if _, err := tx.q.ExecContext(tx.ctx, q, args...); err != nil {
+			return fmt.Errorf("mark %d blobs committed: %w", len(chunk), err)
 		}
 	}
 	return nil

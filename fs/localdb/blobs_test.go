@@ -95,3 +95,53 @@ func BenchmarkLookupBlobs(b *testing.B) {
 		}
 	})
 }
+
+// TestMarkBlobsCommitted marks more entries than one statement carries,
+// some of them unknown: exactly the others stay uncommitted.
+func TestMarkBlobsCommitted(t *testing.T) {
+	ids := blobIDs(t, 150)
+	db := openBlobDB(t, ids)
+	ctx := context.Background()
+	var mark []BlobEntry
+	kept := map[crypto.ID]bool{}
+	for i, id := range ids {
+		if i%5 == 0 {
+			kept[id] = true
+		} else {
+			mark = append(mark, BlobEntry{ID: id})
+		}
+	}
+	for _, id := range blobIDs(t, 3) {
+		mark = append(mark, BlobEntry{ID: id}) // not in the index: no effect
+	}
+	if err := db.Update(ctx, func(tx *Tx) error { return tx.MarkBlobsCommitted(mark) }); err != nil {
+		t.Fatal(err)
+	}
+	left, err := db.UncommittedBlobs(ctx, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(left) != len(kept) {
+		t.Fatalf("%d uncommitted, want %d", len(left), len(kept))
+	}
+	for _, e := range left {
+		if !kept[e.ID] {
+			t.Fatalf("%s is uncommitted though it was marked", e.ID.Short())
+		}
+	}
+}
+
+func BenchmarkMarkBlobsCommitted(b *testing.B) {
+	ids := blobIDs(b, 13_000)
+	db := openBlobDB(b, ids)
+	ctx := context.Background()
+	entries := make([]BlobEntry, len(ids))
+	for i, id := range ids {
+		entries[i] = BlobEntry{ID: id}
+	}
+	for b.Loop() {
+		if err := db.Update(ctx, func(tx *Tx) error { return tx.MarkBlobsCommitted(entries) }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
