@@ -578,22 +578,44 @@ func (r *Repo) Flush(ctx context.Context) error {
 	}
 	r.mu.Unlock()
 
-	// Wait for background uploads first, so their failures join the retry list.
+	// The packs just finished go up side by side (and beside background
+	// uploads still running): this is the tail of every commit.
+	errs := make([]error, len(todo))
+	var wg sync.WaitGroup
+	for i := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = r.upload(ctx, todo[i])
+		}()
+	}
+	// Background uploads' failures join the retry list.
 	r.uploads.Wait()
+	wg.Wait()
 	r.mu.Lock()
-	todo = append(r.failed, todo...)
+	retry := r.failed
 	r.failed = nil
 	r.uploadErr = nil
 	r.mu.Unlock()
 
 	var firstErr error
-	for i, p := range todo {
+	for i, p := range retry {
 		if err := r.upload(ctx, p); err != nil {
 			r.mu.Lock()
-			r.failed = append(r.failed, todo[i:]...)
+			r.failed = append(r.failed, retry[i:]...)
 			r.mu.Unlock()
 			firstErr = err
 			break
+		}
+	}
+	for i, err := range errs {
+		if err != nil {
+			r.mu.Lock()
+			r.failed = append(r.failed, todo[i])
+			r.mu.Unlock()
+			if firstErr == nil {
+				firstErr = err
+			}
 		}
 	}
 	return firstErr
