@@ -334,10 +334,7 @@ func (b *run) commit(ctx context.Context, folder tree.Entry) ([]repo.IndexEntry,
 		if err != nil {
 			return nil, fmt.Errorf("save version: %w", err)
 		}
-		if err := b.repo.Flush(ctx); err != nil {
-			return nil, fmt.Errorf("upload packs: %w", err)
-		}
-		entries, err := b.uncommitted(ctx)
+		entries, err := b.flushAndList(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -416,6 +413,58 @@ func (b *run) checkpoints(ctx context.Context, head Head, root crypto.ID) (Head,
 		}
 		head = nh
 	}
+}
+
+// flushAndList uploads the open packs and returns the index entries the
+// commit must carry. The ledger is listed while the packs go up (both
+// are the tail of every backup): what the listing can miss are the
+// entries of the packs this Flush uploads, and those are this run's own,
+// which b.fresh holds. Entries of other writers that the trees may name
+// were in the index before the scan found them there, so before the
+// listing starts.
+func (b *run) flushAndList(ctx context.Context) ([]repo.IndexEntry, error) {
+	type listing struct {
+		entries []repo.IndexEntry
+		err     error
+	}
+	var listed chan listing
+	if b.acct.Ledger != nil {
+		listed = make(chan listing, 1)
+		go func() {
+			es, err := b.acct.Ledger.Uncommitted(ctx)
+			listed <- listing{es, err}
+		}()
+	}
+	err := b.repo.Flush(ctx)
+	var l listing
+	if listed != nil {
+		l = <-listed
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upload packs: %w", err)
+	}
+	for _, e := range b.repo.TakeNewEntries() {
+		b.sum.BytesUploaded += int64(e.Length)
+		b.sum.BlobsUploaded++
+		b.fresh = append(b.fresh, e)
+	}
+	if listed == nil {
+		return b.fresh, nil
+	}
+	if l.err != nil {
+		return nil, fmt.Errorf("list uncommitted index entries: %w", l.err)
+	}
+	seen := make(map[crypto.ID]struct{}, len(l.entries))
+	out := l.entries
+	for _, e := range l.entries {
+		seen[e.ID] = struct{}{}
+	}
+	for _, e := range b.fresh {
+		if _, ok := seen[e.ID]; !ok {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // uncommitted returns the index entries the next commit must carry, and
