@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
+
+	"github.com/anysync/anysync/store/internal/bigbuf"
 )
 
 // Params bound the chunk sizes. Avg must be a power of two: it sets the
@@ -98,7 +100,7 @@ func New(r io.Reader, gear *[256]uint64, p Params) *Chunker {
 		return c
 	}
 	c.small, c.large = p.masks()
-	c.buf = make([]byte, 2*p.Max)
+	c.buf = bigbuf.Make(2*p.Max, 2*p.Max) // huge pages: it is filled whole
 	return c
 }
 

@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 
 	"github.com/anysync/anysync/crypto"
+	"github.com/anysync/anysync/store/internal/bigbuf"
 )
 
 // Pack layout limits.
@@ -154,12 +155,13 @@ func (w *Writer) reserve(n int) {
 // grow returns b with room for n more bytes, like slices.Grow, but without
 // clearing the new room: slices.Grow writes zeros over all of it, which for
 // a pack buffer fresh from the OS touches (faults in) every page at once,
-// while make leaves fresh memory alone until it is written.
+// while make leaves fresh memory alone until it is written. Large buffers
+// get huge pages (bigbuf).
 func grow(b []byte, n int) []byte {
 	if cap(b)-len(b) >= n {
 		return b
 	}
-	nb := make([]byte, len(b), len(b)+n)
+	nb := bigbuf.Make(len(b), len(b)+n)
 	copy(nb, b)
 	return nb
 }
@@ -260,7 +262,7 @@ func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
 	if size := w.Size(); cap(w.spare) >= int(size) {
 		data = w.spare[:0]
 	} else {
-		data = make([]byte, 0, size)
+		data = bigbuf.Make(0, int(size))
 	}
 	w.spare = nil
 	entries = make([]Entry, 0, len(w.entries))

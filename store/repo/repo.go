@@ -13,6 +13,7 @@ import (
 
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/store/chunker"
+	"github.com/anysync/anysync/store/internal/bigbuf"
 	"github.com/anysync/anysync/store/objstore"
 	"github.com/anysync/anysync/store/pack"
 	"github.com/anysync/anysync/store/tree"
@@ -76,10 +77,11 @@ type Config struct {
 const SmallBlobMax = 256 << 10
 
 // maxBatchBytes bounds the plaintext a lookup batch holds. The plaintext
-// is copied into an arena of maxBatchBytes+SmallBlobMax, and arenas are
-// reused: a fresh copy per blob made the heap (and so the memory the
-// process touches) grow by the size of every small file.
-const maxBatchBytes = 2 << 20
+// is copied into an arena of maxBatchBytes+SmallBlobMax (4 MiB: huge
+// pages, bigbuf), and arenas are reused: a fresh copy per blob made the
+// heap (and so the memory the process touches) grow by the size of every
+// small file.
+const maxBatchBytes = 4<<20 - SmallBlobMax
 
 // spareArenas is how many batch arenas wait for reuse.
 const spareArenas = 4
@@ -223,7 +225,7 @@ func (r *Repo) getBuf() *[]byte {
 	case b := <-r.bufs:
 		return b
 	default:
-		b := make([]byte, 0, r.params.Max)
+		b := bigbuf.Make(0, r.params.Max)
 		return &b
 	}
 }
@@ -370,7 +372,7 @@ func (r *Repo) deferBlob(ctx context.Context, id crypto.ID, plain []byte) error 
 		select {
 		case r.arena = <-r.arenas:
 		default:
-			r.arena = make([]byte, 0, maxBatchBytes+SmallBlobMax)
+			r.arena = bigbuf.Make(0, maxBatchBytes+SmallBlobMax)
 		}
 	}
 	// The batch is taken once it holds maxBatchBytes, and no blob is
