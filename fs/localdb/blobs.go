@@ -92,20 +92,25 @@ func (db *DB) hasBlobs(ctx context.Context, q string, args []any, found func(cry
 
 // AddBlobs adds index entries; an ID already present keeps its first
 // location. Entries of packs this device uploaded are added uncommitted:
-// they travel with the next commit, even after a crash.
+// they travel with the next commit, even after a crash. One INSERT carries
+// up to 64 entries (a backup adds thousands per pack, an index sync
+// tens of thousands).
 func (db *DB) AddBlobs(ctx context.Context, entries []BlobEntry, committed bool) error {
 	if len(entries) == 0 {
 		return nil
 	}
 	return db.Update(ctx, func(tx *Tx) error {
-		stmt, err := tx.tx.PrepareContext(ctx, `INSERT OR IGNORE INTO blobs (id, pack, off, len, committed) VALUES (?, ?, ?, ?, ?)`)
-		if err != nil {
-			return fmt.Errorf("add blobs: %w", err)
-		}
-		defer stmt.Close()
-		for _, e := range entries {
-			if _, err := stmt.ExecContext(ctx, e.ID[:], e.Pack, e.Offset, e.Length, committed); err != nil {
-				return fmt.Errorf("add blob %s: %w", e.ID.Short(), err)
+		args := make([]any, 0, 5*lookupChunk)
+		for start := 0; start < len(entries); start += lookupChunk {
+			chunk := entries[start:min(start+lookupChunk, len(entries))]
+			args = args[:0]
+			for _, e := range chunk {
+				args = append(args, e.ID[:], e.Pack, e.Offset, e.Length, committed)
+			}
+			q := "INSERT OR IGNORE INTO blobs (id, pack, off, len, committed) VALUES (?, ?, ?, ?, ?)" +
+				strings.Repeat(", (?, ?, ?, ?, ?)", len(chunk)-1)
+			if _, err := tx.q.ExecContext(ctx, q, args...); err != nil {
+				return fmt.Errorf("add %d blobs: %w", len(chunk), err)
 			}
 		}
 		return nil

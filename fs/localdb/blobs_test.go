@@ -145,3 +145,47 @@ func BenchmarkMarkBlobsCommitted(b *testing.B) {
 		}
 	}
 }
+
+// TestAddBlobsKeepsFirstLocation adds more entries than one statement
+// carries, then some again with other locations: the first stays.
+func TestAddBlobsKeepsFirstLocation(t *testing.T) {
+	ids := blobIDs(t, 130)
+	db := openBlobDB(t, ids) // offsets 0..129, pack "p", uncommitted
+	ctx := context.Background()
+	again := make([]BlobEntry, 0, 70)
+	for i, id := range ids[:70] {
+		again = append(again, BlobEntry{ID: id, BlobLocation: BlobLocation{Pack: "q", Offset: 1000 + uint32(i), Length: 1}})
+	}
+	if err := db.AddBlobs(ctx, again, true); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		loc, ok, err := db.LookupBlob(ctx, id)
+		if err != nil || !ok {
+			t.Fatalf("entry %d: %v, %v", i, ok, err)
+		}
+		if loc != (BlobLocation{Pack: "p", Offset: uint32(i), Length: 40}) {
+			t.Fatalf("entry %d at %+v, want its first location", i, loc)
+		}
+	}
+	left, err := db.UncommittedBlobs(ctx, 1000)
+	if err != nil || len(left) != len(ids) {
+		t.Fatalf("%d uncommitted (%v), want all %d: adding again must not mark them committed", len(left), err, len(ids))
+	}
+}
+
+func BenchmarkAddBlobs(b *testing.B) {
+	for b.Loop() {
+		b.StopTimer()
+		ids := blobIDs(b, 13_000)
+		db := openBlobDB(b, nil)
+		entries := make([]BlobEntry, len(ids))
+		for i, id := range ids {
+			entries[i] = BlobEntry{ID: id, BlobLocation: BlobLocation{Pack: "p", Offset: uint32(i), Length: 40}}
+		}
+		b.StartTimer()
+		if err := db.AddBlobs(context.Background(), entries, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
