@@ -100,21 +100,58 @@ func (db *DB) AddBlobs(ctx context.Context, entries []BlobEntry, committed bool)
 		return nil
 	}
 	return db.Update(ctx, func(tx *Tx) error {
-		args := make([]any, 0, 5*lookupChunk)
-		for start := 0; start < len(entries); start += lookupChunk {
-			chunk := entries[start:min(start+lookupChunk, len(entries))]
-			args = args[:0]
-			for _, e := range chunk {
-				args = append(args, e.ID[:], e.Pack, e.Offset, e.Length, committed)
-			}
-			q := "INSERT OR IGNORE INTO blobs (id, pack, off, len, committed) VALUES (?, ?, ?, ?, ?)" +
-				strings.Repeat(", (?, ?, ?, ?, ?)", len(chunk)-1)
-			if _, err := tx.q.ExecContext(ctx, q, args...); err != nil {
-				return fmt.Errorf("add %d blobs: %w", len(chunk), err)
-			}
+		err := tx.chunked(len(entries), 5, func(args []any, i int) []any {
+			e := entries[i]
+			return append(args, e.ID[:], e.Pack, e.Offset, e.Length, committed)
+		}, func(n int) string {
+			return "INSERT OR IGNORE INTO blobs (id, pack, off, len, committed) VALUES (?, ?, ?, ?, ?)" +
+				strings.Repeat(", (?, ?, ?, ?, ?)", n-1)
+		})
+		if err != nil {
+			return fmt.Errorf("add blobs: %w", err)
 		}
 		return nil
 	})
+}
+
+// chunked runs a statement over n items, lookupChunk items per execution:
+// query(k) is the statement for k items, and add appends item i's
+// per-item arguments. Statements are prepared on the transaction's own
+// connection, never through the pool's statement cache: preparing there
+// needs a second connection while this one holds the write lock, and the
+// pool's other connection may be waiting for that lock (a transaction
+// beside this one), which stalled both for the busy timeout and failed
+// one.
+func (tx *Tx) chunked(n, perItem int, add func(args []any, i int) []any, query func(k int) string) error {
+	args := make([]any, 0, perItem*lookupChunk)
+	var full *sql.Stmt
+	defer func() {
+		if full != nil {
+			_ = full.Close()
+		}
+	}()
+	for start := 0; start < n; start += lookupChunk {
+		end := min(start+lookupChunk, n)
+		args = args[:0]
+		for i := start; i < end; i++ {
+			args = add(args, i)
+		}
+		var err error
+		if end-start == lookupChunk {
+			if full == nil {
+				if full, err = tx.tx.PrepareContext(tx.ctx, query(lookupChunk)); err != nil {
+					return fmt.Errorf("prepare: %w", err)
+				}
+			}
+			_, err = full.ExecContext(tx.ctx, args...)
+		} else {
+			_, err = tx.tx.ExecContext(tx.ctx, query(end-start), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("%d of %d rows: %w", end-start, n, err)
+		}
+	}
+	return nil
 }
 
 // UncommittedBlobs returns up to limit index entries not yet sent with a
@@ -144,17 +181,13 @@ func (db *DB) UncommittedBlobs(ctx context.Context, limit int) ([]BlobEntry, err
 // MarkBlobsCommitted records that entries reached the server: one UPDATE
 // per 64 IDs (a backup commits tens of thousands at once).
 func (tx *Tx) MarkBlobsCommitted(entries []BlobEntry) error {
-	args := make([]any, 0, lookupChunk)
-	for start := 0; start < len(entries); start += lookupChunk {
-		chunk := entries[start:min(start+lookupChunk, len(entries))]
-		args = args[:0]
-		for _, e := range chunk {
-			args = append(args, e.ID[:])
-		}
-		q := "UPDATE blobs SET committed = 1 WHERE id IN (?" + strings.Repeat(",?", len(chunk)-1) + ")"
-		if _, err := tx.q.ExecContext(tx.ctx, q, args...); err != nil {
-			return fmt.Errorf("mark %d blobs committed: %w", len(chunk), err)
-		}
+	err := tx.chunked(len(entries), 1, func(args []any, i int) []any {
+		return append(args, entries[i].ID[:])
+	}, func(n int) string {
+		return "UPDATE blobs SET committed = 1 WHERE id IN (?" + strings.Repeat(",?", n-1) + ")"
+	})
+	if err != nil {
+		return fmt.Errorf("mark blobs committed: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/anysync/anysync/crypto"
@@ -187,5 +188,41 @@ func BenchmarkAddBlobs(b *testing.B) {
 		if err := db.AddBlobs(context.Background(), entries, false); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestConcurrentAddBlobs adds entries from several goroutines at once, in
+// batches whose last statement has a different size each time (a pack's
+// entries): no transaction may wait on another for a connection.
+func TestConcurrentAddBlobs(t *testing.T) {
+	db := openBlobDB(t, nil)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for round := range 5 {
+				ids := blobIDs(t, 70+g*7+round)
+				entries := make([]BlobEntry, len(ids))
+				for i, id := range ids {
+					entries[i] = BlobEntry{ID: id, BlobLocation: BlobLocation{Pack: "p", Offset: uint32(i), Length: 40}}
+				}
+				if err := db.AddBlobs(ctx, entries, false); err != nil {
+					errs <- err
+					return
+				}
+				if err := db.Update(ctx, func(tx *Tx) error { return tx.MarkBlobsCommitted(entries[:len(entries)-3]) }); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }
