@@ -17,17 +17,30 @@ type stmtCache struct {
 func newStmtCache(db *sql.DB) *stmtCache { return &stmtCache{db: db, m: map[string]*sql.Stmt{}} }
 
 func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if s, ok := c.m[q]; ok {
+	if s := c.cached(q); s != nil {
 		return s
 	}
+	// Prepared without holding mu: preparing may wait for a connection,
+	// and transactions look up statements while holding one.
 	s, err := c.db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil // the caller runs the query unprepared, which reports the error
 	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old, ok := c.m[q]; ok || c.m == nil {
+		_ = s.Close() // prepared twice, or closed meanwhile
+		return old
+	}
 	c.m[q] = s
 	return s
+}
+
+// cached returns a statement only if it is already prepared.
+func (c *stmtCache) cached(q string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[q]
 }
 
 func (c *stmtCache) close() {
@@ -47,9 +60,17 @@ type cq struct {
 }
 
 func (q cq) stmt(ctx context.Context, query string) *sql.Stmt {
-	s := q.c.get(ctx, query)
-	if s == nil || q.tx == nil {
-		return s
+	if q.tx == nil {
+		return q.c.get(ctx, query)
+	}
+	s := q.c.cached(query)
+	if s == nil {
+		// Preparing on the pool takes another connection, which can wait
+		// for the write lock this transaction holds (a stall of the busy
+		// timeout, then "database is locked"). Run it unprepared here, and
+		// prepare it for next time outside any transaction.
+		go q.c.get(context.WithoutCancel(ctx), query)
+		return nil
 	}
 	return q.tx.StmtContext(ctx, s)
 }
