@@ -691,7 +691,16 @@ func (b *bench) driveWorkloads(t driveTarget, data, tarball string) error {
 	}
 	b.add(Result{Group: "drive", Workload: fmt.Sprintf("sequential write %d MiB + sync", b.cfg.writeMB), Tool: t.name, Seconds: d.Seconds(), MBps: mbps(size, d)})
 
+	// The daemon's peak RSS over the workloads, read before each remount
+	// ends the process that holds it.
+	var peakKB int64
+	notePeak := func() {
+		if kb, err := peakRSS(pid); pid > 0 && err == nil && kb > peakKB {
+			peakKB = kb
+		}
+	}
 	if t.unmount != nil { // a fresh mount has nothing cached
+		notePeak()
 		if err := t.unmount(); err != nil {
 			return fmt.Errorf("unmount: %w", err)
 		}
@@ -724,28 +733,27 @@ func (b *bench) driveWorkloads(t driveTarget, data, tarball string) error {
 		return fmt.Errorf("extract: %w", err)
 	}
 	b.add(Result{Group: "drive", Workload: "extract the Go tree + sync", Tool: t.name, Seconds: d.Seconds()})
-	d, err = timed(func() error {
+	listTree := func() error {
 		c := exec.Command("ls", "-lR", tree)
 		c.Stdout = io.Discard
 		return c.Run()
-	})
-	if err != nil {
+	}
+	if d, err = timed(listTree); err != nil {
 		return fmt.Errorf("ls -lR: %w", err)
 	}
 	b.add(Result{Group: "drive", Workload: "ls -lR of it", Tool: t.name, Seconds: d.Seconds()})
+	notePeak()
+	if peakKB > 0 {
+		b.add(Result{Group: "drive", Workload: "peak daemon RSS", Tool: t.name, Bytes: peakKB << 10})
+	}
 	if t.unmount != nil { // and once more with nothing in the kernel's caches
 		if err := t.unmount(); err != nil {
 			return fmt.Errorf("unmount: %w", err)
 		}
-		if pid, err = t.mount(); err != nil {
+		if _, err = t.mount(); err != nil {
 			return fmt.Errorf("remount: %w", err)
 		}
-		d, err = timed(func() error {
-			c := exec.Command("ls", "-lR", tree)
-			c.Stdout = io.Discard
-			return c.Run()
-		})
-		if err != nil {
+		if d, err = timed(listTree); err != nil {
 			return fmt.Errorf("ls -lR after remount: %w", err)
 		}
 		b.add(Result{Group: "drive", Workload: "ls -lR of it, fresh mount", Tool: t.name, Seconds: d.Seconds()})
@@ -753,11 +761,6 @@ func (b *bench) driveWorkloads(t driveTarget, data, tarball string) error {
 	if t.name == "anysync" {
 		if err := b.largeFolder(t); err != nil {
 			return fmt.Errorf("large folder: %w", err)
-		}
-	}
-	if pid > 0 {
-		if kb, err := peakRSS(pid); err == nil {
-			b.add(Result{Group: "drive", Workload: "peak daemon RSS", Tool: t.name, Bytes: kb << 10})
 		}
 	}
 	return nil
