@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/anysync/anysync/fs/fstest"
 )
 
 var (
@@ -49,21 +51,6 @@ func driveBinaries(t *testing.T) (client, server string) {
 	return filepath.Join(driveBinDir, "anysync"), filepath.Join(driveBinDir, "anysync-server")
 }
 
-// driveRequireFUSE skips a test that needs FUSE when /dev/fuse is unusable,
-// except in CI, where the suite must exercise real mounts and fails.
-func driveRequireFUSE(t *testing.T) {
-	t.Helper()
-	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
-	if err == nil {
-		_ = f.Close()
-		return
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("FUSE is required in CI, /dev/fuse: %v", err)
-	}
-	t.Skipf("no usable /dev/fuse: %v", err)
-}
-
 // driveServer is a real anysync-server with its own data folder.
 type driveServer struct {
 	data, addr, fingerprint string
@@ -75,7 +62,7 @@ var driveFingerprint = regexp.MustCompile(`SHA256:[A-Za-z0-9+/]{43}`)
 
 func startDriveServer(t *testing.T) *driveServer {
 	t.Helper()
-	driveRequireFUSE(t)
+	fstest.RequireFUSE(t)
 	_, srvBin := driveBinaries(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

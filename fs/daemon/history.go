@@ -7,6 +7,7 @@ import (
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/fs/localdb"
 	"github.com/anysync/anysync/fs/node"
+	"github.com/anysync/anysync/fs/syncer"
 	"github.com/anysync/anysync/remote"
 	"github.com/anysync/anysync/store/repo"
 	"github.com/anysync/anysync/store/tree"
@@ -58,12 +59,7 @@ func (h history) List(ctx context.Context, id crypto.ID) ([]node.HistoryEntry, e
 		he := node.HistoryEntry{Name: e.Name, Mode: e.Mode, Size: int64(e.Size), Mtime: e.ModTime, Ctime: e.ChangeTime}
 		switch e.Kind {
 		case tree.KindFile:
-			he.Kind = localdb.KindFile
-			refs := make([]localdb.ChunkRef, len(e.Chunks))
-			for j, c := range e.Chunks {
-				refs[j] = localdb.ChunkRef{ID: c.ID, Length: c.Length}
-			}
-			he.Chunks = localdb.EncodeChunks(refs)
+			he.Kind, he.Chunks = localdb.KindFile, syncer.EncodeChunks(e.Chunks)
 		case tree.KindDir:
 			he.Kind, he.Tree = localdb.KindDir, e.Subtree
 		case tree.KindSymlink:

@@ -285,11 +285,7 @@ func (d *daemon) states(ctx context.Context, paths []string) ([]PathState, error
 			return nil, err
 		}
 		s := PathState{Path: p}
-		for _, pin := range pins {
-			if p == pin || strings.HasPrefix(p, strings.TrimSuffix(pin, "/")+"/") {
-				s.Pinned = true
-			}
-		}
+		s.Pinned = slices.ContainsFunc(pins, func(pin string) bool { return under(p, pin) })
 		var cachedFiles, pinnedFiles int64
 		err = d.eachFile(ctx, n, func(f localdb.Node, c []tree.ChunkRef) error {
 			s.Files++

@@ -70,8 +70,9 @@ func Run(t *testing.T, mount Mounter) {
 
 type suite struct{ mount Mounter }
 
-// requireFUSE skips without /dev/fuse, except in CI where it must work.
-func requireFUSE(t *testing.T) {
+// RequireFUSE skips a test without a usable /dev/fuse, except in CI
+// (CI=true), where the suite must exercise real mounts and fails.
+func RequireFUSE(t *testing.T) {
 	t.Helper()
 	f, err := os.OpenFile("/dev/fuse", os.O_RDWR, 0)
 	if err == nil {
@@ -94,7 +95,7 @@ type env struct {
 // mountEnv mounts a new, empty drive for t (and unmounts it at cleanup).
 func (s suite) mountEnv(t *testing.T) *env {
 	t.Helper()
-	requireFUSE(t)
+	RequireFUSE(t)
 	home := t.TempDir()
 	db, err := localdb.Open(filepath.Join(home, "node.db"))
 	if err != nil {

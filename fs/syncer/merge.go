@@ -248,7 +248,7 @@ func (m *merger) mergeDir(tx *localdb.Tx, dir localdb.Node, base, r *tree.Tree, 
 				return err
 			}
 		case l.Kind == localdb.KindFile && re.Kind == tree.KindFile && l.Flags&localdb.FlagContent == 0 &&
-			bytes.Equal(l.Chunks, encodeChunks(re.Chunks)):
+			bytes.Equal(l.Chunks, EncodeChunks(re.Chunks)):
 			// Same content on both sides: take the remote attributes.
 			if err := m.take(tx, dir.Ino, l, re); err != nil {
 				return err
@@ -265,7 +265,8 @@ func (m *merger) mergeDir(tx *localdb.Tx, dir localdb.Node, base, r *tree.Tree, 
 	return tx.SetTree(dir.Ino, rid, dir.Flags)
 }
 
-func encodeChunks(cs []tree.ChunkRef) []byte { return localdb.EncodeChunks(fromTreeChunks(cs)) }
+// EncodeChunks encodes a tree's chunk list as the node table stores it.
+func EncodeChunks(cs []tree.ChunkRef) []byte { return localdb.EncodeChunks(fromTreeChunks(cs)) }
 
 func xattrsOf(e *tree.Entry) []byte {
 	xs := make([]localdb.Xattr, len(e.Xattrs))
@@ -306,7 +307,7 @@ func localMatches(l *localdb.Node, b *tree.Entry) bool {
 	}
 	switch l.Kind {
 	case localdb.KindFile:
-		return l.Flags&localdb.FlagContent == 0 && l.Mtime == b.ModTime && bytes.Equal(l.Chunks, encodeChunks(b.Chunks))
+		return l.Flags&localdb.FlagContent == 0 && l.Mtime == b.ModTime && bytes.Equal(l.Chunks, EncodeChunks(b.Chunks))
 	case localdb.KindDir:
 		return l.Flags&localdb.FlagChanged == 0 && l.Tree == b.Subtree
 	default:
@@ -336,7 +337,7 @@ func (m *merger) take(tx *localdb.Tx, parent uint64, l *localdb.Node, re *tree.E
 	n.Flags &^= localdb.FlagChanged
 	switch n.Kind {
 	case localdb.KindFile:
-		chunks := encodeChunks(re.Chunks)
+		chunks := EncodeChunks(re.Chunks)
 		if !bytes.Equal(chunks, n.Chunks) {
 			n.Chunks, n.Size = chunks, int64(re.Size)
 			n.Flags |= localdb.FlagSynced
@@ -372,7 +373,7 @@ func (m *merger) insert(tx *localdb.Tx, parent uint64, e *tree.Entry) error {
 	n := localdb.Node{Parent: parent, Name: e.Name, Kind: localdb.Kind(e.Kind), Mode: e.Mode, Mtime: e.ModTime, Ctime: e.ChangeTime, Xattrs: xattrsOf(e)}
 	switch e.Kind {
 	case tree.KindFile:
-		n.Size, n.Chunks, n.Flags = int64(e.Size), encodeChunks(e.Chunks), localdb.FlagSynced
+		n.Size, n.Chunks, n.Flags = int64(e.Size), EncodeChunks(e.Chunks), localdb.FlagSynced
 	case tree.KindSymlink:
 		n.Target, n.Size = e.Target, int64(len(e.Target))
 	case tree.KindDir:
