@@ -34,6 +34,23 @@ func (f *FS) isHidden(parent uint64, name string) bool {
 	return len(f.hidden) > 0 && f.hidden[HiddenEntry{parent, name}]
 }
 
+// hiddenIn returns the names hidden in a directory: one lock for a whole
+// listing page rather than one per entry.
+func (f *FS) hiddenIn(parent uint64) map[string]bool {
+	f.hmu.RLock()
+	defer f.hmu.RUnlock()
+	var names map[string]bool
+	for e := range f.hidden {
+		if e.Parent == parent {
+			if names == nil {
+				names = map[string]bool{}
+			}
+			names[e.Name] = true
+		}
+	}
+	return names
+}
+
 // IsHidden reports whether an entry is hidden by selective sync.
 func (f *FS) IsHidden(parent uint64, name string) bool { return f.isHidden(parent, name) }
 

@@ -302,15 +302,19 @@ func (f *FS) ReadDir(ctx context.Context, ino uint64, after string, limit int) (
 			return nil, syscall.ENOTDIR
 		}
 	}
-	out := make([]DirEntry, 0, min(limit, 1024))
+	hidden := f.hiddenIn(ino) // nil, nearly always
+	var out []DirEntry
 	for {
 		want := limit - len(out)
 		nodes, err := f.db.Children(ctx, ino, after, want)
 		if err != nil {
 			return nil, err
 		}
+		if out == nil {
+			out = make([]DirEntry, 0, len(nodes))
+		}
 		for i := range nodes {
-			if f.isHidden(ino, nodes[i].Name) {
+			if hidden[nodes[i].Name] {
 				continue
 			}
 			e := DirEntry{Name: nodes[i].Name, Attr: attrOf(&nodes[i])}
