@@ -358,6 +358,10 @@ func (b *bench) runBackup() error {
 	// whole restic repository.
 	packsDir := filepath.Join(b.cfg.work, "server", "packs")
 	var packsBefore, anyStored, resticStored int64
+	restoreRun := 0
+	restoreDir := func(tool string) string {
+		return filepath.Join(b.cfg.work, fmt.Sprintf("r-%s-%d", tool, restoreRun))
+	}
 	steps := []step{
 		{name: "first backup",
 			prepare: func(i int) error {
@@ -395,15 +399,17 @@ func (b *bench) runBackup() error {
 			}),
 			restic: resticBackup},
 		{name: "restore",
-			prepare: func(int) error {
-				return errors.Join(os.RemoveAll(filepath.Join(b.cfg.work, "r-anysync")), os.RemoveAll(filepath.Join(b.cfg.work, "r-restic")))
-			},
+			// Each run restores into new folders, and nothing is deleted
+			// before it: ext4 allocates inodes slowly right after many
+			// were freed (it scans for recently deleted ones), which made
+			// a restore that followed an rm -rf several times slower.
+			prepare: func(i int) error { restoreRun = i; return nil },
 			any: func() (time.Duration, error) {
-				_, d, err := b.cli("restore", cloud, "--to", filepath.Join(b.cfg.work, "r-anysync"), "--json")
+				_, d, err := b.cli("restore", cloud, "--to", restoreDir("anysync"), "--json")
 				return d, err
 			},
 			restic: func() (time.Duration, error) {
-				_, d, err := b.cmd(resticEnv, restic, "-r", resticRepo, "restore", "latest", "-q", "--target", filepath.Join(b.cfg.work, "r-restic"))
+				_, d, err := b.cmd(resticEnv, restic, "-r", resticRepo, "restore", "latest", "-q", "--target", restoreDir("restic"))
 				return d, err
 			}},
 		{name: "check --read-data",
@@ -465,7 +471,7 @@ func (b *bench) runBackup() error {
 	}
 
 	// The restore must be the source, byte for byte.
-	if _, _, err := b.cmd(nil, "diff", "-r", "--no-dereference", src, filepath.Join(b.cfg.work, "r-anysync")); err != nil {
+	if _, _, err := b.cmd(nil, "diff", "-r", "--no-dereference", src, restoreDir("anysync")); err != nil {
 		return fmt.Errorf("restored tree differs from the source: %w", err)
 	}
 	return nil

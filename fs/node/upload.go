@@ -15,75 +15,155 @@ import (
 // already being uploaded. It is retried on a later commit.
 var ErrBusy = errors.New("node busy")
 
-// Upload hands the staged content of a pending file to store, which returns
-// the encoded chunk list and size it stored, and records them as the node's
-// committed content. Writers wait while store runs, so the content cannot
-// change under it; readers go on. It returns ErrBusy for a file open for
-// writing, and does nothing for a file no longer pending.
-func (f *FS) Upload(ctx context.Context, ino uint64, store func(r io.Reader) (chunks []byte, size int64, err error)) error {
+// Upload hands the staged content of pending files to store, which returns
+// the encoded chunk list and size it stored, and records them as the nodes'
+// committed content: the files stored without error, in one transaction
+// (a transaction per file cost more than storing a small file). Writers
+// wait while their file is in a batch, so its content cannot change under
+// store; readers go on. Files open for writing or being uploaded are
+// skipped (ErrBusy is returned if nothing else failed), as are files no
+// longer pending.
+func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) (chunks []byte, size int64, err error)) error {
+	claimed := make([]uint64, 0, len(inos))
+	busy := false
 	f.omu.Lock()
-	if of := f.open[ino]; (of != nil && of.writers > 0) || f.busy[ino] {
-		f.omu.Unlock()
-		return ErrBusy
+	for _, ino := range inos {
+		if of := f.open[ino]; (of != nil && of.writers > 0) || f.busy[ino] {
+			busy = true
+			continue
+		}
+		f.busy[ino] = true
+		claimed = append(claimed, ino)
 	}
-	f.busy[ino] = true
 	f.omu.Unlock()
 	defer func() {
 		f.omu.Lock()
-		delete(f.busy, ino)
+		for _, ino := range claimed {
+			delete(f.busy, ino)
+		}
 		f.cond.Broadcast()
 		f.omu.Unlock()
 	}()
 
-	n, err := f.db.Get(ctx, ino)
-	if errors.Is(err, localdb.ErrNotFound) {
-		return nil
-	} else if err != nil {
+	type stored struct {
+		ino    uint64
+		chunks []byte
+		size   int64
+	}
+	done := make([]stored, 0, len(claimed))
+	var serr error
+	for _, ino := range claimed {
+		chunks, size, ok, err := f.storeContent(ctx, ino, store)
+		if err != nil {
+			serr = err
+			break
+		}
+		if ok {
+			done = append(done, stored{ino, chunks, size})
+		}
+	}
+
+	// Record what was stored, even after a failure: it is uploaded.
+	var batch []stored
+	var rerr error
+	for _, d := range done {
+		f.omu.Lock()
+		of := f.open[d.ino]
+		f.omu.Unlock()
+		if of == nil {
+			batch = append(batch, d)
+			continue
+		}
+		// Open for reading: the open file keeps its staging file, and
+		// must see the row change under its lock.
+		of.mu.Lock()
+		of.marked = false // the next write marks the row pending again
+		_, err := f.setContent(ctx, d.ino, d.chunks, d.size, false)
+		of.mu.Unlock()
+		rerr = errors.Join(rerr, err)
+	}
+	var drops []string
+	if len(batch) > 0 {
+		f.mu.Lock()
+		err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+			drops = drops[:0]
+			for _, d := range batch {
+				drop, err := tx.SetContent(d.ino, d.chunks, d.size, true)
+				if errors.Is(err, localdb.ErrNotFound) {
+					continue // unlinked meanwhile
+				}
+				if err != nil {
+					return err
+				}
+				drops = append(drops, drop)
+			}
+			return nil
+		})
+		f.mu.Unlock()
+		if err != nil {
+			drops = nil
+		}
+		rerr = errors.Join(rerr, err)
+	}
+	for _, name := range drops {
+		f.removeStaging(name)
+	}
+	if err := errors.Join(serr, rerr); err != nil {
 		return err
 	}
-	if n.Flags&localdb.FlagContent == 0 {
-		return nil
+	if busy {
+		return ErrBusy
 	}
-	var chunks []byte
-	var size int64
+	return nil
+}
+
+// storeContent stores the pending content of one node; ok is false when
+// it has none (committed meanwhile, or gone).
+func (f *FS) storeContent(ctx context.Context, ino uint64, store func(r io.Reader) ([]byte, int64, error)) (chunks []byte, size int64, ok bool, err error) {
+	n, err := f.db.Get(ctx, ino)
+	if errors.Is(err, localdb.ErrNotFound) {
+		return nil, 0, false, nil
+	} else if err != nil {
+		return nil, 0, false, err
+	}
+	if n.Flags&localdb.FlagContent == 0 {
+		return nil, 0, false, nil
+	}
 	if n.Staging == "" {
 		chunks, size, err = store(bytes.NewReader(n.Inline))
 	} else {
 		sf, oerr := os.Open(f.stagingPath(n.Staging))
 		if oerr != nil {
-			return fmt.Errorf("open staging of %d: %w", ino, oerr)
+			return nil, 0, false, fmt.Errorf("open staging of %d: %w", ino, oerr)
 		}
 		chunks, size, err = store(sf)
 		_ = sf.Close()
 	}
 	if err != nil {
-		return fmt.Errorf("store content of %d: %w", ino, err)
+		return nil, 0, false, fmt.Errorf("store content of %d: %w", ino, err)
 	}
+	return chunks, size, true, nil
+}
 
-	f.omu.Lock()
-	of := f.open[ino]
-	f.omu.Unlock()
-	if of != nil {
-		of.mu.Lock()
-		defer of.mu.Unlock()
-		of.marked = false // the next write marks the row pending again
-	}
+// setContent records one node's committed content in its own transaction;
+// dropStaging also forgets (and deletes) its staging file.
+func (f *FS) setContent(ctx context.Context, ino uint64, chunks []byte, size int64, dropStaging bool) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var drop string
-	err = f.db.Update(ctx, func(tx *localdb.Tx) error {
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
 		var err error
-		drop, err = tx.SetContent(ino, chunks, size, of == nil)
+		drop, err = tx.SetContent(ino, chunks, size, dropStaging)
 		if errors.Is(err, localdb.ErrNotFound) {
 			return nil // unlinked meanwhile
 		}
 		return err
 	})
 	if err != nil {
-		return err
+		return "", err
 	}
 	f.removeStaging(drop)
-	return nil
+	return drop, nil
 }
 
 // Locked runs fn while no metadata change can happen (the committer builds

@@ -75,25 +75,32 @@ func (s *Syncer) syncOnce(ctx context.Context) (bool, error) {
 	return committed, err
 }
 
-// uploadWorkers is how many files upload at once: small files are
-// latency-bound (one WriteFile each), large ones are parallel inside.
+// uploadWorkers is how many batches of files upload at once: small files
+// are latency-bound, large ones are parallel inside.
 const uploadWorkers = 4
+
+// uploadBatch is the most files one worker uploads before their results
+// are recorded (in one transaction): enough to amortize the transaction
+// over small files, few enough to keep writers of a file in the batch
+// waiting briefly.
+const uploadBatch = 32
 
 // uploadAll stores the content of pending files, several at a time. Files
 // open for writing are skipped (committed after close).
 func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	work := make(chan uint64)
+	work := make(chan []uint64)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
-	for range min(uploadWorkers, len(pending)) {
+	batches := (len(pending) + uploadBatch - 1) / uploadBatch
+	for range min(uploadWorkers, batches) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for ino := range work {
-				err := s.cfg.FS.Upload(ctx, ino, func(r io.Reader) ([]byte, int64, error) {
+			for inos := range work {
+				err := s.cfg.FS.Upload(ctx, inos, func(r io.Reader) ([]byte, int64, error) {
 					return s.store(ctx, r)
 				})
 				if err != nil && !errors.Is(err, node.ErrBusy) {
@@ -107,10 +114,17 @@ func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
 			}
 		}()
 	}
+	// Batches are runs of the table's order, so files of one directory
+	// tend to share packs.
 feed:
-	for _, n := range pending {
+	for b := range batches {
+		run := pending[b*uploadBatch : min((b+1)*uploadBatch, len(pending))]
+		inos := make([]uint64, len(run))
+		for i, n := range run {
+			inos[i] = n.Ino
+		}
 		select {
-		case work <- n.Ino:
+		case work <- inos:
 		case <-ctx.Done():
 			break feed
 		}

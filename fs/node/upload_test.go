@@ -1,0 +1,104 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"syscall"
+	"testing"
+
+	"github.com/anysync/anysync/fs/localdb"
+)
+
+// TestUploadBatch uploads a batch holding a small file, a large one (a
+// staging file), a file open for writing and one open for reading: the
+// writer's file is skipped with ErrBusy, the others are committed in one
+// go, the closed large file's staging file is deleted and the reader's is
+// kept until it closes.
+func TestUploadBatch(t *testing.T) {
+	f := newTestFS(t)
+	ctx := context.Background()
+	write := func(name string, data []byte) (uint64, *Handle) {
+		t.Helper()
+		a, h, err := f.Create(ctx, localdb.RootIno, name, syscall.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt(ctx, data, 0); err != nil {
+			t.Fatal(err)
+		}
+		return a.Ino, h
+	}
+	closeH := func(h *Handle) {
+		t.Helper()
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	small := []byte("small file")
+	large := bytes.Repeat([]byte("L"), InlineMax+1)
+	smallIno, h := write("small", small)
+	closeH(h)
+	largeIno, h := write("large", large)
+	closeH(h)
+	readIno, h := write("read", large)
+	closeH(h)
+	reader, err := f.Open(ctx, readIno, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	busyIno, writer := write("busy", small)
+
+	largeRow, err := f.db.Get(ctx, largeIno)
+	if err != nil || largeRow.Staging == "" {
+		t.Fatalf("large file has no staging file: %q, %v", largeRow.Staging, err)
+	}
+	var stored [][]byte
+	store := func(r io.Reader) ([]byte, int64, error) {
+		b, err := io.ReadAll(r)
+		stored = append(stored, b)
+		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
+	}
+	err = f.Upload(ctx, []uint64{smallIno, largeIno, readIno, busyIno}, store)
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("Upload with a file open for writing: %v, want ErrBusy", err)
+	}
+	if len(stored) != 3 {
+		t.Fatalf("stored %d files, want 3", len(stored))
+	}
+	for _, c := range []struct {
+		ino     uint64
+		size    int
+		pending bool
+	}{{smallIno, len(small), false}, {largeIno, len(large), false}, {readIno, len(large), false}, {busyIno, len(small), true}} {
+		n, err := f.db.Get(ctx, c.ino)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pending := n.Flags&localdb.FlagContent != 0; pending != c.pending {
+			t.Errorf("%s: pending %v, want %v", n.Name, pending, c.pending)
+		}
+		if !c.pending && (n.Size != int64(c.size) || n.Flags&localdb.FlagSynced == 0 || len(n.Chunks) == 0 || n.Inline != nil) {
+			t.Errorf("%s after upload: size %d, flags %d, %d chunk bytes, %d inline bytes", n.Name, n.Size, n.Flags, len(n.Chunks), len(n.Inline))
+		}
+	}
+	if _, err := os.Stat(f.stagingPath(largeRow.Staging)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging file of the closed large file: %v, want it deleted", err)
+	}
+	// The reader still reads its content from the staging file it holds.
+	buf := make([]byte, len(large))
+	if n, err := reader.ReadAt(ctx, buf, 0); err != nil || n != len(large) || !bytes.Equal(buf, large) {
+		t.Fatalf("reader after upload: %d bytes, %v", n, err)
+	}
+	closeH(reader)
+	closeH(writer)
+	// Once closed, the busy file uploads.
+	if err := f.Upload(ctx, []uint64{busyIno}, store); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := f.db.Get(ctx, busyIno); n.Flags&localdb.FlagContent != 0 {
+		t.Fatal("busy file still pending after it was closed and uploaded")
+	}
+}
