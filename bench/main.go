@@ -14,6 +14,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -27,6 +28,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -539,6 +541,10 @@ type driveTarget struct {
 	unmount func() error
 	flush   func(path string) error // make a finished write durable/committed
 	dir     string
+	// commits: flush commits to a server (`anysync sync --wait`). Such a
+	// target also runs the sequential write until committed (issue 4's
+	// workload) besides the write until fsync returns (the peers').
+	commits bool
 }
 
 func fuseUsable() error {
@@ -603,7 +609,7 @@ func (b *bench) anysyncTarget() (driveTarget, error) {
 		return driveTarget{}, err
 	}
 	mnt := filepath.Join(b.cfg.work, "mnt-anysync")
-	t := driveTarget{name: "anysync", dir: mnt}
+	t := driveTarget{name: "anysync", dir: mnt, commits: true}
 	t.mount = func() (int, error) {
 		out, _, err := b.cli("mount", mnt)
 		if err != nil {
@@ -686,16 +692,38 @@ func (b *bench) driveWorkloads(t driveTarget, data, tarball string) error {
 	}
 	size := int64(b.cfg.writeMB) << 20
 	dst := filepath.Join(t.dir, "big.bin")
+	// Durable on local disk: write, fsync (and syncfs where flush is one).
 	d, err := timed(func() error {
-		if err := copyFile(dst, data); err != nil {
+		if err := copyFile(dst, data, true); err != nil {
 			return err
+		}
+		if t.commits {
+			return nil
 		}
 		return t.flush(dst)
 	})
 	if err != nil {
 		return fmt.Errorf("sequential write: %w", err)
 	}
-	b.add(Result{Group: "drive", Workload: fmt.Sprintf("sequential write %d MiB + sync", b.cfg.writeMB), Tool: t.name, Seconds: d.Seconds(), MBps: mbps(size, d)})
+	b.add(Result{Group: "drive", Workload: fmt.Sprintf("sequential write %d MiB + fsync", b.cfg.writeMB), Tool: t.name, Seconds: d.Seconds(), MBps: mbps(size, d)})
+	if t.commits {
+		// Committed: write, close, `sync --wait` (issue 4's workload).
+		// The first copy is committed first, untimed.
+		if err := t.flush(dst); err != nil {
+			return fmt.Errorf("commit the first write: %w", err)
+		}
+		dst2 := filepath.Join(t.dir, "big-committed.bin")
+		d, err = timed(func() error {
+			if err := copyFile(dst2, data, false); err != nil {
+				return err
+			}
+			return t.flush(dst2)
+		})
+		if err != nil {
+			return fmt.Errorf("sequential write + commit: %w", err)
+		}
+		b.add(Result{Group: "drive", Workload: fmt.Sprintf("sequential write %d MiB + sync --wait", b.cfg.writeMB), Tool: t.name, Seconds: d.Seconds(), MBps: mbps(size, d)})
+	}
 
 	// The daemon's peak RSS over the workloads, read before each remount
 	// ends the process that holds it.
@@ -829,7 +857,7 @@ func timed(f func() error) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-func copyFile(dst, src string) error {
+func copyFile(dst, src string, fsync bool) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -844,7 +872,13 @@ func copyFile(dst, src string) error {
 		_ = out.Close()
 		return err
 	}
-	return errors.Join(out.Sync(), out.Close())
+	if fsync {
+		if err := out.Sync(); err != nil {
+			_ = out.Close()
+			return err
+		}
+	}
+	return out.Close()
 }
 
 func readFile(path string) error {
@@ -965,6 +999,11 @@ func (b *bench) print(w io.Writer) {
 			drive = append(drive, r.Workload)
 		}
 	}
+	// Writes first, then the rest in the order they ran (a workload only
+	// AnySync runs would otherwise come after the plain disk's).
+	slices.SortStableFunc(drive, func(a, b string) int {
+		return cmp.Compare(b2i(!strings.HasPrefix(a, "sequential write")), b2i(!strings.HasPrefix(b, "sequential write")))
+	})
 	if len(drive) > 0 {
 		tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
 		fmt.Fprintln(tw, "\ndrive workload\tplain disk\tanysync\tgocryptfs\t")
@@ -975,6 +1014,7 @@ func (b *bench) print(w io.Writer) {
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", wl, cell(p, pok), cell(a, aok), cell(g, gok))
 		}
 		_ = tw.Flush()
+		fmt.Fprintln(w, "(\"+ fsync\": durable on local disk; \"+ sync --wait\": committed on the server)")
 	}
 
 	tw = tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
@@ -1032,4 +1072,11 @@ func (b *bench) writeJSON() error {
 	}
 	fmt.Fprintf(os.Stderr, "bench: results written to %s\n", b.cfg.out)
 	return nil
+}
+
+func b2i(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
 }
