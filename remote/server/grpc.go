@@ -18,6 +18,8 @@ import (
 func NewGRPCServer(svc *Service, tlsCfg *tls.Config) *grpc.Server {
 	g := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		// The proto codec, but range downloads go out without a copy.
+		grpc.ForceServerCodecV2(pb.Codec{}),
 		grpc.MaxRecvMsgSize(pb.MaxMessage),
 		grpc.MaxSendMsgSize(pb.MaxMessage),
 		grpc.MaxConcurrentStreams(256),

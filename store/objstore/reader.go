@@ -118,7 +118,9 @@ func (e *ExactReader) Err() error { return e.err }
 
 // BytesReader reads a byte slice and also offers the slice itself, so a
 // store that needs the whole object in memory (the gRPC pack upload) can
-// skip copying a 16 MiB pack.
+// skip copying a 16 MiB pack. A GetRange that returns one hands the slice
+// over: the caller may keep and modify it (the chunk fetch decrypts it in
+// place).
 type BytesReader struct {
 	*bytes.Reader
 	b []byte
@@ -126,6 +128,9 @@ type BytesReader struct {
 
 // NewBytesReader returns a reader of b.
 func NewBytesReader(b []byte) *BytesReader { return &BytesReader{Reader: bytes.NewReader(b), b: b} }
+
+// Close does nothing; it makes a BytesReader a GetRange result.
+func (r *BytesReader) Close() error { return nil }
 
 // Unread returns the whole slice if nothing was read yet, else nil.
 func (r *BytesReader) Unread() []byte {
