@@ -306,6 +306,44 @@ func (c *Codec) Decode(dst, sealed []byte, id crypto.ID, t crypto.BlobType, maxL
 	return out, nil
 }
 
+// DecodeInPlace is Decode for a sealed blob the caller owns and will not
+// use again: it decrypts in sealed's own memory, so a blob stored raw
+// (incompressible data, most of a cold read's bytes) costs no copy and no
+// allocation; its plaintext is a subslice of sealed (capacity trimmed to
+// its length). A compressed blob is decompressed into a new slice. sealed
+// is overwritten either way, also when authentication fails.
+func (c *Codec) DecodeInPlace(sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) ([]byte, error) {
+	limit := MaxLen(t)
+	if limit == 0 {
+		return nil, fmt.Errorf("decode blob %s: %w: %s", id.Short(), ErrBlobType, t)
+	}
+	if maxLen <= 0 || maxLen > limit {
+		maxLen = limit
+	}
+	if len(sealed) > maxLen+1+crypto.Overhead {
+		return nil, fmt.Errorf("decode %s blob %s: %d sealed bytes for at most %d plain: %w", t, id.Short(), len(sealed), maxLen, ErrTooLarge)
+	}
+	if len(sealed) < crypto.NonceSize {
+		return nil, fmt.Errorf("decode: %w", crypto.ErrAuth)
+	}
+	// The AEAD output overlaps its input exactly (what cipher.AEAD allows).
+	framed, err := c.cipher.Open(sealed[crypto.NonceSize:crypto.NonceSize], sealed, id, t)
+	if err != nil {
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	if len(framed) > 0 && framed[0] == flagRaw {
+		if len(framed)-1 > maxLen {
+			return nil, fmt.Errorf("decode %s blob %s: %d bytes, limit %d: %w", t, id.Short(), len(framed)-1, maxLen, ErrTooLarge)
+		}
+		return framed[1:len(framed):len(framed)], nil
+	}
+	out, err := c.unframe(nil, framed, maxLen)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s blob %s: %w", t, id.Short(), err)
+	}
+	return out, nil
+}
+
 // unframe appends the blob held in an opened AEAD plaintext to dst, never
 // producing more than maxLen bytes.
 func (c *Codec) unframe(dst, framed []byte, maxLen int) ([]byte, error) {

@@ -321,3 +321,107 @@ func TestEncodeLimits(t *testing.T) {
 		t.Fatalf("oversized raw length: %v", err)
 	}
 }
+
+// DecodeInPlace gives what Decode gives; a raw blob's plaintext lives in
+// the sealed buffer itself.
+func TestCodecDecodeInPlace(t *testing.T) {
+	c := testCodec(t, 1)
+	for i, b := range testBlobs() {
+		id := idOf(b.plain)
+		sealed, err := c.Encode(nil, b.plain, id, b.t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := c.Decode(nil, sealed, id, b.t, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw := len(sealed) == len(b.plain)+minSealedLen // compressed frames are shorter
+		got, err := c.DecodeInPlace(sealed, id, b.t, 0)
+		if err != nil {
+			t.Fatalf("blob %d: %v", i, err)
+		}
+		if !bytes.Equal(got, b.plain) || !bytes.Equal(got, want) {
+			t.Fatalf("blob %d: in-place decode changed the bytes", i)
+		}
+		if cap(got) != len(got) {
+			t.Fatalf("blob %d: cap %d for %d bytes", i, cap(got), len(got))
+		}
+		if raw && len(got) > 0 && &got[0] != &sealed[crypto.NonceSize+1] {
+			t.Fatalf("blob %d: stored raw but copied", i)
+		}
+	}
+}
+
+func TestCodecDecodeInPlaceRejects(t *testing.T) {
+	c := testCodec(t, 1)
+	plain := randomBytes(1000, 9)
+	id := idOf(plain)
+	seal := func() []byte {
+		s, err := c.Encode(nil, plain, id, crypto.BlobData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := seal()
+	s[len(s)/2] ^= 1
+	if _, err := c.DecodeInPlace(s, id, crypto.BlobData, 0); !errors.Is(err, crypto.ErrAuth) {
+		t.Fatalf("flipped bit: %v", err)
+	}
+	if _, err := c.DecodeInPlace(seal(), idOf([]byte("other")), crypto.BlobData, 0); !errors.Is(err, crypto.ErrAuth) {
+		t.Fatalf("wrong ID: %v", err)
+	}
+	if _, err := c.DecodeInPlace(seal(), id, crypto.BlobTree, 0); !errors.Is(err, crypto.ErrAuth) {
+		t.Fatalf("wrong type: %v", err)
+	}
+	if _, err := c.DecodeInPlace(seal(), id, crypto.BlobData, 999); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("over maxLen: %v", err)
+	}
+	for _, n := range []int{0, 5, crypto.Overhead} {
+		if _, err := c.DecodeInPlace(seal()[:n], id, crypto.BlobData, 0); !errors.Is(err, crypto.ErrAuth) {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+	}
+	if _, err := c.DecodeInPlace(seal(), id, crypto.BlobPackHeader, 0); !errors.Is(err, ErrBlobType) {
+		t.Fatalf("pack header type: %v", err)
+	}
+}
+
+// handOver is a store whose GetRange hands its bytes over, as the
+// server's pack store does.
+type handOver struct {
+	*memStore
+	gave [][]byte
+}
+
+func (h *handOver) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {
+	rc, err := h.memStore.GetRange(ctx, name, off, length)
+	if err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, err
+	}
+	h.gave = append(h.gave, b)
+	return objstore.NewBytesReader(b), nil
+}
+
+func TestReadBlobTakesHandedOverBytes(t *testing.T) {
+	c := testCodec(t, 1)
+	blobs := testBlobs()
+	name, data, entries := buildPack(t, c, blobs)
+	s := &handOver{memStore: newMemStore()}
+	s.put(t, name, data)
+	got, err := ReadBlob(context.Background(), s, name, entries[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.gave) != 1 || &got[0] != &s.gave[0][0] {
+		t.Fatal("ReadBlob copied bytes the store handed over")
+	}
+	if !bytes.Equal(got, data[entries[0].Offset:entries[0].Offset+entries[0].Length]) {
+		t.Fatal("wrong bytes")
+	}
+}

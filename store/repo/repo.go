@@ -682,7 +682,8 @@ func (r *Repo) LoadBlob(ctx context.Context, t crypto.BlobType, id crypto.ID) ([
 		// The index does not carry plaintext lengths; bound by the type's cap.
 		return pack.ReadBlob(ctx, r.objs, loc.Pack, pack.Entry{Type: t, ID: id, Offset: loc.Offset, Length: loc.Length, RawLength: uint32(maxLen)})
 	}
-	open := func(sealed []byte) ([]byte, error) { return r.open(sealed, id, t, maxLen) }
+	// Fetched and disk-read bytes are ours to decrypt in place.
+	open := func(sealed []byte) ([]byte, error) { return r.openOwned(sealed, id, t, maxLen) }
 	if r.cache == nil {
 		sealed, err := fetch(ctx)
 		if err != nil {
@@ -705,6 +706,25 @@ func (r *Repo) LoadBlob(ctx context.Context, t crypto.BlobType, id crypto.ID) ([
 // everything.
 func (r *Repo) open(sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) ([]byte, error) {
 	plain, err := r.codec.Decode(nil, sealed, id, t, maxLen)
+	if err != nil {
+		return nil, err
+	}
+	if t != crypto.BlobData && r.ids.Sum(plain) != id {
+		return nil, fmt.Errorf("%s blob %s: %w", t, id.Short(), ErrCorrupt)
+	}
+	return plain, nil
+}
+
+// openOwned is open for sealed bytes nobody else holds (fetched, or read
+// from the disk tier): it decrypts them in place, so a raw chunk's
+// plaintext costs no copy and no allocation. A buffer much larger than the
+// blob (a pooled one) is not kept alive by the plaintext: such blobs are
+// decrypted into a new slice.
+func (r *Repo) openOwned(sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) ([]byte, error) {
+	if cap(sealed)-len(sealed) > len(sealed)/8 {
+		return r.open(sealed, id, t, maxLen)
+	}
+	plain, err := r.codec.DecodeInPlace(sealed, id, t, maxLen)
 	if err != nil {
 		return nil, err
 	}
