@@ -21,6 +21,7 @@ import (
 	pb "github.com/anysync/anysync/proto/anysyncpb"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 )
@@ -118,6 +119,7 @@ func Dial(ctx context.Context, addr, fingerprint string, opts ...Option) (*Clien
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(pb.MaxMessage), grpc.MaxCallSendMsgSize(pb.MaxMessage)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
+		experimental.WithBufferPool(pb.BufferPool()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)

@@ -138,3 +138,72 @@ func BenchmarkCodecRangeUnmarshal(b *testing.B) {
 		}
 	}
 }
+
+func TestRangeBufferSizes(t *testing.T) {
+	for _, n := range []int{1, 1000, 64 << 10, 64<<10 + 1, 1 << 20, 3<<20 + 5, MaxRange, 40 << 20} {
+		b := RangeBuffer(n)
+		if len(b) != n {
+			t.Fatalf("RangeBuffer(%d) has %d bytes", n, len(b))
+		}
+		for i := range b {
+			b[i] = 1 // the whole length is usable
+		}
+		ReleaseRangeBuffer(b)
+	}
+	// A recycled buffer comes back with the length asked for, whatever it
+	// had before.
+	b := RangeBuffer(3 << 20)
+	ReleaseRangeBuffer(b[:10])
+	if got := RangeBuffer(2<<20 + 1); len(got) != 2<<20+1 {
+		t.Fatalf("recycled buffer has %d bytes", len(got))
+	}
+	// Buffers of any capacity may be released: too small or too large ones
+	// are dropped, others serve requests they are large enough for.
+	ReleaseRangeBuffer(make([]byte, 10))
+	ReleaseRangeBuffer(make([]byte, 100<<20))
+	ReleaseRangeBuffer(make([]byte, 0, 1<<20+5))
+	if got := RangeBuffer(1 << 20); len(got) != 1<<20 || cap(got) < 1<<20 {
+		t.Fatalf("len %d cap %d", len(got), cap(got))
+	}
+}
+
+type countingPool struct {
+	mem.BufferPool
+	puts [][]byte
+}
+
+func (c *countingPool) Put(b *[]byte) {
+	c.puts = append(c.puts, *b)
+	c.BufferPool.Put(b)
+}
+
+// The server marshals a RangeBuffer and the message is sent; freeing the
+// marshalled buffers (what gRPC does once they are written) recycles it,
+// and not before.
+func TestCodecRecyclesRangeBuffer(t *testing.T) {
+	pool := &countingPool{BufferPool: rangeBufs}
+	rangeBufs = pool
+	t.Cleanup(func() { rangeBufs = pool.BufferPool })
+	data := RangeBuffer(1 << 20)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	out, err := Codec{}.Marshal(&DownloadRangeResponse{Data: data})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got DownloadRangeResponse
+	if err := (Codec{}).Unmarshal(out, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(pool.puts) != 0 {
+		t.Fatal("data recycled before it was sent")
+	}
+	out.Free()
+	if len(pool.puts) != 1 || &pool.puts[0][:1][0] != &data[0] {
+		t.Fatalf("%d buffers recycled, want the data's", len(pool.puts))
+	}
+	if !bytes.Equal(got.Data[:3], []byte{0, 1, 2}) {
+		t.Fatal("round trip changed the data")
+	}
+}

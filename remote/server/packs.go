@@ -209,8 +209,10 @@ func (s *Service) DownloadRange(ctx context.Context, req *pb.DownloadRangeReques
 		return nil, fmt.Errorf("read pack %s: %w", p.Name, err)
 	}
 	defer rc.Close()
-	buf := make([]byte, n)
+	// pb.Codec sends buf without copying, then recycles it.
+	buf := pb.RangeBuffer(int(n))
 	if _, err := io.ReadFull(rc, buf); err != nil {
+		pb.ReleaseRangeBuffer(buf)
 		return nil, fmt.Errorf("read pack %s: %w", p.Name, err)
 	}
 	infoFrom(ctx).set(func(c *callInfo) { c.bytes = n })
