@@ -150,7 +150,7 @@ func Run(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("open chunk cache: %w", err)
 	}
 	defer chunks.Close()
-	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: boundedReads{remote.NewPackStore(client), fetchTimeout}, Index: syncer.Index{DB: db}, Cache: chunks})
+	rp, err := repo.Open(repo.Config{Keys: &keys.Keys, Objects: newBoundedReads(remote.NewPackStore(client), fetchTimeout, maxFetches), Index: syncer.Index{DB: db}, Cache: chunks})
 	if err != nil {
 		return err
 	}
