@@ -44,11 +44,22 @@ const (
 )
 
 // Default chunk cache sizes: sealed chunks on disk (pinned ones may exceed
-// it), and decrypted chunks in memory.
+// it), and decrypted chunks in memory. The memory tier is small: the
+// kernel's page cache keeps what was read (files open with keep-cache), so
+// the tier only carries chunks from their download to the FUSE reads that
+// want them (a sequential read keeps about 8 MiB in flight) and recent
+// trees; a disk hit costs one decryption (several GB/s).
 const (
 	DefaultCacheBytes  = 10 << 30
-	DefaultMemoryBytes = 128 << 20
+	DefaultMemoryBytes = 32 << 20
 )
+
+// gcPercent is the daemon's GOGC unless the environment sets one. The heap
+// is mostly chunk and pack buffers, which the collector does not scan, so
+// a tighter goal costs little CPU and keeps the resident set near what is
+// live (a cold read of 1 GiB: ~40 collections instead of ~20, 0.1 s of CPU
+// either way, 160 MB resident instead of 210).
+const gcPercent = 50
 
 // CacheDir is the chunk cache's folder inside the home.
 const CacheDir = "cache"
@@ -115,6 +126,9 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	debug.SetMemoryLimit(o.MemoryBytes + memoryHeadroom)
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	lock, err := lockHome(o.Home)
 	if err != nil {
 		return err
