@@ -323,6 +323,36 @@ func (db *DB) Children(ctx context.Context, parent uint64, after string, limit i
 	return children(ctx, db.rq, parent, after, limit, false)
 }
 
+// Listing lists up to limit children of parent with names after `after`,
+// in name order, reading only what a directory listing shows: Ino, Name,
+// Kind, Mode, Size (a symlink's: its target's length), Mtime and Ctime.
+// Pass the last name to continue.
+func (db *DB) Listing(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
+	rows, err := db.rq.QueryContext(ctx, `SELECT ino, name, kind, mode,
+		CASE kind WHEN ? THEN length(CAST(target AS BLOB)) ELSE size END, mtime, ctime
+		FROM nodes WHERE parent = ? AND name > ? ORDER BY name LIMIT ?`, KindSymlink, parent, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list %d: %w", parent, err)
+	}
+	defer rows.Close()
+	var out []Node
+	for rows.Next() {
+		var n Node
+		if err := rows.Scan(&n.Ino, &n.Name, &n.Kind, &n.Mode, &n.Size, &n.Mtime, &n.Ctime); err != nil {
+			return nil, fmt.Errorf("list %d: %w", parent, err)
+		}
+		n.Parent = parent
+		if out == nil {
+			out = make([]Node, 0, limit)
+		}
+		out = append(out, n)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list %d: %w", parent, err)
+	}
+	return out, nil
+}
+
 // Stats counts nodes for statfs and status.
 func (db *DB) Stats(ctx context.Context) (nodes, dirty int64, err error) {
 	if err := db.rq.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&nodes); err != nil {

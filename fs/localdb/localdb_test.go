@@ -69,3 +69,54 @@ func TestSetContent(t *testing.T) {
 		t.Fatalf("staging after drop %q, %v", got.Staging, err)
 	}
 }
+
+// TestListing checks the listing's columns (a symlink's size is its
+// target's length in bytes), its name order and its paging.
+func TestListing(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "node.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	nodes := []*Node{
+		{Parent: RootIno, Name: "c-link", Kind: KindSymlink, Mode: 0o777, Target: "ünïcode/target", Mtime: 3, Ctime: 4},
+		{Parent: RootIno, Name: "a-file", Kind: KindFile, Mode: 0o640, Size: 12345, Mtime: 5, Ctime: 6, Inline: []byte("x")},
+		{Parent: RootIno, Name: "b-dir", Kind: KindDir, Mode: 0o755, Mtime: 7, Ctime: 8},
+	}
+	err = db.Update(ctx, func(tx *Tx) error {
+		for _, n := range nodes {
+			if _, err := tx.Insert(n); err != nil {
+				return err
+			}
+		}
+		_, err := tx.Insert(&Node{Parent: nodes[2].Ino, Name: "inside", Kind: KindFile, Mode: 0o600})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := db.Listing(ctx, RootIno, "", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rest, err := db.Listing(ctx, RootIno, first[len(first)-1].Name, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := append(first, rest...)
+	want := []Node{
+		{Ino: nodes[1].Ino, Parent: RootIno, Name: "a-file", Kind: KindFile, Mode: 0o640, Size: 12345, Mtime: 5, Ctime: 6},
+		{Ino: nodes[2].Ino, Parent: RootIno, Name: "b-dir", Kind: KindDir, Mode: 0o755, Mtime: 7, Ctime: 8},
+		{Ino: nodes[0].Ino, Parent: RootIno, Name: "c-link", Kind: KindSymlink, Mode: 0o777, Size: int64(len("ünïcode/target")), Mtime: 3, Ctime: 4},
+	}
+	if len(first) != 2 || len(got) != len(want) {
+		t.Fatalf("listed %d then %d entries, want 2 then 1", len(first), len(rest))
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if g.Ino != w.Ino || g.Parent != w.Parent || g.Name != w.Name || g.Kind != w.Kind || g.Mode != w.Mode || g.Size != w.Size || g.Mtime != w.Mtime || g.Ctime != w.Ctime {
+			t.Errorf("entry %d: got %+v, want %+v", i, g, w)
+		}
+	}
+}

@@ -306,7 +306,7 @@ func (f *FS) ReadDir(ctx context.Context, ino uint64, after string, limit int) (
 	var out []DirEntry
 	for {
 		want := limit - len(out)
-		nodes, err := f.db.Children(ctx, ino, after, want)
+		nodes, err := f.db.Listing(ctx, ino, after, want)
 		if err != nil {
 			return nil, err
 		}
@@ -317,7 +317,9 @@ func (f *FS) ReadDir(ctx context.Context, ino uint64, after string, limit int) (
 			if hidden[nodes[i].Name] {
 				continue
 			}
-			e := DirEntry{Name: nodes[i].Name, Attr: attrOf(&nodes[i])}
+			// Listing gives a symlink's size already (no target).
+			n := &nodes[i]
+			e := DirEntry{Name: n.Name, Attr: Attr{Ino: n.Ino, Kind: n.Kind, Mode: n.Mode, Size: n.Size, Mtime: n.Mtime, Ctime: n.Ctime}}
 			if nodes[i].Kind == localdb.KindFile {
 				f.overlay(&e.Attr)
 			}
