@@ -302,6 +302,51 @@ func children(ctx context.Context, q querier, parent uint64, after string, limit
 	return out, nil
 }
 
+// getManyArity is how many nodes one GetMany statement reads; unused
+// slots hold 0, which is no node's number, so one prepared statement
+// serves every call.
+const getManyArity = 32
+
+// GetMany reads whole nodes; missing ones are absent from the result.
+func (db *DB) GetMany(ctx context.Context, inos []uint64) (map[uint64]Node, error) {
+	query := `SELECT ` + fullCols + ` FROM nodes WHERE ino IN (?` + strings.Repeat(`, ?`, getManyArity-1) + `)`
+	out := make(map[uint64]Node, len(inos))
+	args := make([]any, getManyArity)
+	for len(inos) > 0 {
+		part := inos[:min(len(inos), getManyArity)]
+		inos = inos[len(part):]
+		for i := range args {
+			args[i] = uint64(0)
+			if i < len(part) {
+				args[i] = part[i]
+			}
+		}
+		if err := db.scanMany(ctx, query, args, out); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (db *DB) scanMany(ctx context.Context, query string, args []any, out map[uint64]Node) error {
+	rows, err := db.rq.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("get nodes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		n, err := scanNode(rows, true)
+		if err != nil {
+			return fmt.Errorf("get nodes: %w", err)
+		}
+		out[n.Ino] = n
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("get nodes: %w", err)
+	}
+	return nil
+}
+
 // Attr reads a node without its xattrs and chunks.
 func (db *DB) Attr(ctx context.Context, ino uint64) (Node, error) {
 	return getNode(ctx, db.rq, ino, false)

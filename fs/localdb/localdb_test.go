@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 )
@@ -117,6 +118,43 @@ func TestListing(t *testing.T) {
 		g, w := got[i], want[i]
 		if g.Ino != w.Ino || g.Parent != w.Parent || g.Name != w.Name || g.Kind != w.Kind || g.Mode != w.Mode || g.Size != w.Size || g.Mtime != w.Mtime || g.Ctime != w.Ctime {
 			t.Errorf("entry %d: got %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// TestGetMany reads more nodes than one statement takes, some missing.
+func TestGetMany(t *testing.T) {
+	db, err := Open(filepath.Join(t.TempDir(), "node.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	var inos []uint64
+	err = db.Update(ctx, func(tx *Tx) error {
+		for i := range getManyArity + 8 {
+			ino, err := tx.Insert(&Node{Parent: RootIno, Name: fmt.Sprint(i), Kind: KindFile, Inline: []byte{byte(i)}})
+			if err != nil {
+				return err
+			}
+			inos = append(inos, ino)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	asked := append([]uint64{1 << 40}, inos...)
+	got, err := db.GetMany(ctx, asked)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(inos) {
+		t.Fatalf("got %d nodes, want %d", len(got), len(inos))
+	}
+	for i, ino := range inos {
+		if n := got[ino]; n.Name != fmt.Sprint(i) || !bytes.Equal(n.Inline, []byte{byte(i)}) {
+			t.Errorf("node %d: %+v", ino, n)
 		}
 	}
 }

@@ -51,9 +51,16 @@ func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) 
 		size   int64
 	}
 	done := make([]stored, 0, len(claimed))
-	var serr error
+	rows, serr := f.db.GetMany(ctx, claimed)
 	for _, ino := range claimed {
-		chunks, size, ok, err := f.storeContent(ctx, ino, store)
+		if serr != nil {
+			break
+		}
+		n, ok := rows[ino]
+		if !ok {
+			continue // gone
+		}
+		chunks, size, ok, err := f.storeContent(ctx, n, store)
 		if err != nil {
 			serr = err
 			break
@@ -117,15 +124,10 @@ func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) 
 	return nil
 }
 
-// storeContent stores the pending content of one node; ok is false when
-// it has none (committed meanwhile, or gone).
-func (f *FS) storeContent(ctx context.Context, ino uint64, store func(r io.Reader) ([]byte, int64, error)) (chunks []byte, size int64, ok bool, err error) {
-	n, err := f.db.Get(ctx, ino)
-	if errors.Is(err, localdb.ErrNotFound) {
-		return nil, 0, false, nil
-	} else if err != nil {
-		return nil, 0, false, err
-	}
+// storeContent stores the pending content of a node read while it is
+// claimed; ok is false when it has none (committed meanwhile).
+func (f *FS) storeContent(ctx context.Context, n localdb.Node, store func(r io.Reader) ([]byte, int64, error)) (chunks []byte, size int64, ok bool, err error) {
+	ino := n.Ino
 	if n.Flags&localdb.FlagContent == 0 {
 		return nil, 0, false, nil
 	}
@@ -133,6 +135,9 @@ func (f *FS) storeContent(ctx context.Context, ino uint64, store func(r io.Reade
 		chunks, size, err = store(bytes.NewReader(n.Inline))
 	} else {
 		sf, oerr := os.Open(f.stagingPath(n.Staging))
+		if errors.Is(oerr, os.ErrNotExist) && f.stagingGone(ctx, n) {
+			return nil, 0, false, nil // deleted since the batch was read
+		}
 		if oerr != nil {
 			return nil, 0, false, fmt.Errorf("open staging of %d: %w", ino, oerr)
 		}
@@ -143,6 +148,13 @@ func (f *FS) storeContent(ctx context.Context, ino uint64, store func(r io.Reade
 		return nil, 0, false, fmt.Errorf("store content of %d: %w", ino, err)
 	}
 	return chunks, size, true, nil
+}
+
+// stagingGone reports whether n's staging file is no longer its row's: the
+// node was removed (unlink deletes a closed file's staging file at once).
+func (f *FS) stagingGone(ctx context.Context, n localdb.Node) bool {
+	cur, err := f.db.Get(ctx, n.Ino)
+	return errors.Is(err, localdb.ErrNotFound) || (err == nil && cur.Staging != n.Staging)
 }
 
 // setContent records one node's committed content in its own transaction;

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"syscall"
@@ -100,5 +101,49 @@ func TestUploadBatch(t *testing.T) {
 	}
 	if n, _ := f.db.Get(ctx, busyIno); n.Flags&localdb.FlagContent != 0 {
 		t.Fatal("busy file still pending after it was closed and uploaded")
+	}
+}
+
+// TestUploadBatchFileDeleted deletes a large file of a batch while an
+// earlier file of the batch is being stored: its staging file is gone,
+// and the batch goes on without it instead of failing.
+func TestUploadBatchFileDeleted(t *testing.T) {
+	f := newTestFS(t)
+	ctx := context.Background()
+	var inos []uint64
+	for i, size := range []int{10, InlineMax + 1, 20} {
+		a, h, err := f.Create(ctx, localdb.RootIno, fmt.Sprintf("f%d", i), syscall.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt(ctx, bytes.Repeat([]byte{'x'}, size), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, a.Ino)
+	}
+	calls := 0
+	store := func(r io.Reader) ([]byte, int64, error) {
+		calls++
+		if calls == 1 {
+			if err := f.Unlink(ctx, localdb.RootIno, "f1"); err != nil {
+				t.Errorf("unlink during upload: %v", err)
+			}
+		}
+		b, err := io.ReadAll(r)
+		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
+	}
+	if err := f.Upload(ctx, inos, store); err != nil {
+		t.Fatalf("Upload with a file deleted meanwhile: %v", err)
+	}
+	if calls != 2 {
+		t.Fatalf("stored %d files, want 2 (the deleted one skipped)", calls)
+	}
+	for _, ino := range []uint64{inos[0], inos[2]} {
+		if n, err := f.db.Get(ctx, ino); err != nil || n.Flags&localdb.FlagContent != 0 {
+			t.Fatalf("node %d after upload: flags %d, %v", ino, n.Flags, err)
+		}
 	}
 }
