@@ -3,7 +3,6 @@ package localdb
 import (
 	"context"
 	"crypto/rand"
-	"path/filepath"
 	"sync"
 	"testing"
 
@@ -23,11 +22,7 @@ func blobIDs(t testing.TB, n int) []crypto.ID {
 
 func openBlobDB(t testing.TB, stored []crypto.ID) *DB {
 	t.Helper()
-	db, err := Open(filepath.Join(t.TempDir(), "node.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
+	db := openTestDB(t)
 	entries := make([]BlobEntry, len(stored))
 	for i, id := range stored {
 		entries[i] = BlobEntry{ID: id, BlobLocation: BlobLocation{Pack: "p", Offset: uint32(i), Length: 40}}

@@ -12,11 +12,7 @@ import (
 // TestSetContent checks that recording uploaded content clears the pending
 // state and only the staging file it is asked to drop.
 func TestSetContent(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "node.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	ctx := context.Background()
 	files := []*Node{
 		{Parent: RootIno, Name: "a", Kind: KindFile, Mode: 0o644, Size: 3, Flags: FlagChanged | FlagContent, Inline: []byte("abc")},
@@ -24,7 +20,7 @@ func TestSetContent(t *testing.T) {
 	}
 	chunks := bytes.Repeat([]byte{7}, 36)
 	drops := make([]string, len(files))
-	err = db.Update(ctx, func(tx *Tx) error {
+	err := db.Update(ctx, func(tx *Tx) error {
 		for _, n := range files {
 			if _, err := tx.Insert(n); err != nil {
 				return err
@@ -74,18 +70,14 @@ func TestSetContent(t *testing.T) {
 // TestListing checks the listing's columns (a symlink's size is its
 // target's length in bytes), its name order and its paging.
 func TestListing(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "node.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	ctx := context.Background()
 	nodes := []*Node{
 		{Parent: RootIno, Name: "c-link", Kind: KindSymlink, Mode: 0o777, Target: "ünïcode/target", Mtime: 3, Ctime: 4},
 		{Parent: RootIno, Name: "a-file", Kind: KindFile, Mode: 0o640, Size: 12345, Mtime: 5, Ctime: 6, Inline: []byte("x")},
 		{Parent: RootIno, Name: "b-dir", Kind: KindDir, Mode: 0o755, Mtime: 7, Ctime: 8},
 	}
-	err = db.Update(ctx, func(tx *Tx) error {
+	err := db.Update(ctx, func(tx *Tx) error {
 		for _, n := range nodes {
 			if _, err := tx.Insert(n); err != nil {
 				return err
@@ -124,14 +116,10 @@ func TestListing(t *testing.T) {
 
 // TestGetMany reads more nodes than one statement takes, some missing.
 func TestGetMany(t *testing.T) {
-	db, err := Open(filepath.Join(t.TempDir(), "node.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db := openTestDB(t)
 	ctx := context.Background()
 	var inos []uint64
-	err = db.Update(ctx, func(tx *Tx) error {
+	err := db.Update(ctx, func(tx *Tx) error {
 		for i := range getManyArity + 8 {
 			ino, err := tx.Insert(&Node{Parent: RootIno, Name: fmt.Sprint(i), Kind: KindFile, Inline: []byte{byte(i)}})
 			if err != nil {
@@ -157,4 +145,14 @@ func TestGetMany(t *testing.T) {
 			t.Errorf("node %d: %+v", ino, n)
 		}
 	}
+}
+
+func openTestDB(t testing.TB) *DB {
+	t.Helper()
+	db, err := Open(filepath.Join(t.TempDir(), "node.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }
