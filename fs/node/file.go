@@ -488,7 +488,13 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	if err := h.fs.markContent(ctx, of); err != nil {
 		return 0, err
 	}
-	n, err := of.staging.WriteAt(p, off)
+	var n int
+	var err error
+	if m, ok := of.staging.(*memBacking); ok {
+		n, err = m.WriteAt(p, off)
+	} else {
+		n, err = writeAtPieces(of.staging, p, off)
+	}
 	if end := off + int64(n); end > of.size {
 		of.size = end
 	}
