@@ -50,7 +50,8 @@ func (c *Client) UploadPack(ctx context.Context, name string, data []byte) error
 func (c *Client) uploadOnce(ctx context.Context, name string, data []byte) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stream, err := c.api.UploadPack(ctx)
+	// pb.Codec: each data message is copied once, into a recycled buffer.
+	stream, err := c.api.UploadPack(ctx, grpc.ForceCodecV2(pb.Codec{}))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package anysyncpb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -12,9 +13,12 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Codec is gRPC's proto codec with a fast path for DownloadRangeResponse,
-// which carries nearly every byte a drive reads. The wire format is the
-// same; only copies are saved:
+// Codec is gRPC's proto codec with fast paths for the two messages that
+// carry pack data: DownloadRangeResponse (nearly every byte a drive reads)
+// and the data messages of UploadPackRequest (every byte it writes). The
+// wire format is the same; only copies and allocations are saved.
+//
+// DownloadRangeResponse:
 //
 //   - Marshal sends the field header and Data as two buffers instead of
 //     copying Data into a marshalled message, and takes Data over: once
@@ -25,6 +29,21 @@ import (
 //     a slice of its own that Data then aliases, where the proto codec
 //     copies it into a pooled buffer and then Data out of that. Data
 //     belongs to the caller, who may keep or modify it.
+//
+// UploadPackRequest with data:
+//
+//   - Marshal sends the field header and a copy of the data in a recycled
+//     buffer, which goes back to the pool once written. The proto codec
+//     would copy too, into a freshly allocated and zeroed slice (a data
+//     message is larger than gRPC's largest pooled size). The copy is kept
+//     because the caller owns the data: on a failed upload gRPC may still
+//     be reading a message after Send and the call have returned, while
+//     the caller already lays its next pack out in the same memory.
+//   - Unmarshal copies the data out of gRPC's frame buffers once, into a
+//     recycled buffer (UploadBuffer) that the receiver gives back with
+//     ReleaseUploadBuffer once it has stored it, where the proto codec
+//     copies it twice and allocates (and zeroes) a slice per message.
+//     Headers and anything unusual go to the proto codec.
 //
 // Every other message goes to the proto codec. The name is "proto", so the
 // content subtype on the wire does not change.
@@ -40,23 +59,39 @@ func (Codec) Name() string { return grpcproto.Name }
 
 // Marshal implements encoding.CodecV2.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(*DownloadRangeResponse)
-	if !ok || len(m.Data) == 0 {
-		return protoCodec.Marshal(v)
+	switch m := v.(type) {
+	case *DownloadRangeResponse:
+		if len(m.Data) > 0 {
+			data := m.Data
+			return mem.BufferSlice{bytesFieldHeader(1, len(data)), mem.NewBuffer(&data, rangeBufs)}, nil
+		}
+	case *UploadPackRequest:
+		if d, ok := m.GetPart().(*UploadPackRequest_Data); ok && len(d.Data) > 0 {
+			buf := uploadBufs.Get(len(d.Data))
+			copy(*buf, d.Data)
+			return mem.BufferSlice{bytesFieldHeader(2, len(d.Data)), mem.NewBuffer(buf, uploadBufs)}, nil
+		}
 	}
-	hdr := protowire.AppendTag(make([]byte, 0, 1+protowire.SizeVarint(uint64(len(m.Data)))), 1, protowire.BytesType)
-	hdr = protowire.AppendVarint(hdr, uint64(len(m.Data)))
-	data := m.Data
-	return mem.BufferSlice{mem.SliceBuffer(hdr), mem.NewBuffer(&data, rangeBufs)}, nil
+	return protoCodec.Marshal(v)
+}
+
+// bytesFieldHeader is the tag and length of a bytes field of n bytes.
+func bytesFieldHeader(num protowire.Number, n int) mem.SliceBuffer {
+	hdr := protowire.AppendTag(make([]byte, 0, 1+protowire.SizeVarint(uint64(n))), num, protowire.BytesType)
+	return protowire.AppendVarint(hdr, uint64(n))
 }
 
 // Unmarshal implements encoding.CodecV2.
 func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(*DownloadRangeResponse)
-	if !ok {
-		return protoCodec.Unmarshal(data, v)
+	switch m := v.(type) {
+	case *DownloadRangeResponse:
+		return unmarshalRange(data.Materialize(), m)
+	case *UploadPackRequest:
+		if unmarshalUploadData(data, m) {
+			return nil
+		}
 	}
-	return unmarshalRange(data.Materialize(), m)
+	return protoCodec.Unmarshal(data, v)
 }
 
 // errWire is a malformed DownloadRangeResponse.
@@ -71,6 +106,9 @@ func unmarshalRange(b []byte, m *DownloadRangeResponse) error {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 {
 			return fmt.Errorf("%w: %v", errWire, protowire.ParseError(n))
+		}
+		if num > protowire.MaxValidNumber { // ConsumeTag checks only the lower bound
+			return fmt.Errorf("%w: field number %d", errWire, num)
 		}
 		b = b[n:]
 		if num == 1 && typ == protowire.BytesType {
@@ -90,6 +128,58 @@ func unmarshalRange(b []byte, m *DownloadRangeResponse) error {
 	}
 	return nil
 }
+
+// unmarshalUploadData decodes data into m if it is the usual data message,
+// exactly one non-empty field 2, with m's data in an UploadBuffer; it
+// reports false, leaving m alone, for anything else (headers, empty or
+// repeated fields, unknown fields, malformed input), which the proto codec
+// then decodes or refuses as it always did.
+func unmarshalUploadData(data mem.BufferSlice, m *UploadPackRequest) bool {
+	// The tag and the length, which may straddle frame buffers.
+	var head [2 * binary.MaxVarintLen64]byte
+	n := 0
+	for _, b := range data {
+		n += copy(head[n:], b.ReadOnlyData())
+		if n == len(head) {
+			break
+		}
+	}
+	num, typ, tn := protowire.ConsumeTag(head[:n])
+	if tn < 0 || num != 2 || typ != protowire.BytesType {
+		return false
+	}
+	size, ln := protowire.ConsumeVarint(head[tn:n])
+	skip := tn + ln
+	if ln < 0 || size == 0 || size != uint64(data.Len()-skip) {
+		return false
+	}
+	buf := *uploadBufs.Get(int(size))
+	off := 0
+	for _, b := range data {
+		src := b.ReadOnlyData()
+		if skip >= len(src) {
+			skip -= len(src)
+			continue
+		}
+		off += copy(buf[off:], src[skip:])
+		skip = 0
+	}
+	m.Reset()
+	m.Part = &UploadPackRequest_Data{Data: buf}
+	return true
+}
+
+// UploadBuffer returns a buffer of n bytes, recycled from earlier upload
+// messages; its content is arbitrary.
+func UploadBuffer(n int) []byte { return (*uploadBufs.Get(n))[:n] }
+
+// ReleaseUploadBuffer recycles the data of a received UploadPackRequest
+// (or any UploadBuffer) once nothing refers to it any more. Releasing is
+// optional; a buffer not released is garbage collected.
+func ReleaseUploadBuffer(b []byte) { uploadBufs.Put(&b) }
+
+// uploadBufs is where upload data buffers come from (a test counts them).
+var uploadBufs mem.BufferPool = bufPool
 
 // RangeBuffer returns a buffer of n bytes for a DownloadRangeResponse's
 // Data, recycled from earlier responses, so a server sending a gigabyte
