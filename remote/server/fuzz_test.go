@@ -167,16 +167,18 @@ func FuzzUploadReader(f *testing.F) {
 				valid = false
 			}
 		}
-		got, err := readUpload(&uploadReader{stream: &fakeUpload{msgs: msgs}, remaining: size})
 		ok := valid && sum == size
-		if ok != (err == nil) {
-			t.Fatalf("size %d, chunks %v: err %v", size, data[1:], err)
-		}
-		if err == nil && !bytes.Equal(got, want) {
-			t.Fatal("delivered other bytes")
-		}
-		if int64(len(got)) > size {
-			t.Fatalf("delivered %d bytes of a %d-byte pack", len(got), size)
+		for how, read := range uploadReaders {
+			got, err := read(&uploadReader{stream: &fakeUpload{msgs: msgs}, remaining: size})
+			if ok != (err == nil) {
+				t.Fatalf("%s: size %d, chunks %v: err %v", how, size, data[1:], err)
+			}
+			if err == nil && !bytes.Equal(got, want) {
+				t.Fatalf("%s: delivered other bytes", how)
+			}
+			if int64(len(got)) > size {
+				t.Fatalf("%s: delivered %d bytes of a %d-byte pack", how, len(got), size)
+			}
 		}
 	})
 }

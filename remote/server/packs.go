@@ -18,61 +18,99 @@ import (
 // errUploadData is wrapped by upload errors that are the client's fault.
 var errUploadData = errors.New("bad upload")
 
-// uploadReader turns the data messages of an upload into an io.Reader. It
-// reports io.EOF only when the client has closed its side after exactly the
-// declared size, so a short or long upload never looks complete.
+// uploadReader turns the data messages of an upload into an io.Reader and
+// an objstore.ChunkReader (one chunk per message, written on without a
+// copy). It reports io.EOF only when the client has closed its side after
+// exactly the declared size, so a short or long upload never looks
+// complete. The messages' data are pb.UploadBuffers (pb.Codec), given back
+// once the next message has arrived and by release.
 type uploadReader struct {
 	stream interface {
 		Recv() (*pb.UploadPackRequest, error)
 	}
-	buf       []byte
+	cur       []byte // the last message's data
+	buf       []byte // the part of cur that Read has not returned
 	remaining int64
 	received  int64
 	err       error
 }
 
-func (r *uploadReader) Read(p []byte) (int, error) {
+var _ objstore.ChunkReader = (*uploadReader)(nil)
+
+// next receives the next data message.
+func (r *uploadReader) next() ([]byte, error) {
 	if r.err != nil {
-		return 0, r.err
+		return nil, r.err
 	}
+	msg, err := r.stream.Recv()
+	if err == io.EOF {
+		if r.remaining > 0 {
+			r.err = fmt.Errorf("%w: stream ended %d bytes short of the declared size", errUploadData, r.remaining)
+			return nil, r.err
+		}
+		r.err = io.EOF
+		return nil, io.EOF
+	}
+	if err != nil {
+		r.err = fmt.Errorf("receive pack data: %w", err)
+		return nil, r.err
+	}
+	data, ok := msg.GetPart().(*pb.UploadPackRequest_Data)
+	if !ok {
+		r.err = fmt.Errorf("%w: a second header", errUploadData)
+		return nil, r.err
+	}
+	n := int64(len(data.Data))
+	switch {
+	case n == 0:
+		r.err = fmt.Errorf("%w: empty data message", errUploadData)
+	case n > pb.MaxUploadChunk:
+		r.err = fmt.Errorf("%w: data message of %d bytes, at most %d", errUploadData, n, pb.MaxUploadChunk)
+	case n > r.remaining:
+		r.err = fmt.Errorf("%w: more data than the declared size", errUploadData)
+	}
+	if r.err != nil {
+		pb.ReleaseUploadBuffer(data.Data)
+		return nil, r.err
+	}
+	// The previous chunk goes only now: a chunk must stay valid through
+	// a call that ends in an error (objstore.ChunkReader).
+	r.release()
+	r.cur = data.Data
+	r.remaining -= n
+	r.received += n
+	return r.cur, nil
+}
+
+func (r *uploadReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
-		msg, err := r.stream.Recv()
-		if err == io.EOF {
-			if r.remaining > 0 {
-				r.err = fmt.Errorf("%w: stream ended %d bytes short of the declared size", errUploadData, r.remaining)
-				return 0, r.err
-			}
-			r.err = io.EOF
-			return 0, io.EOF
-		}
+		b, err := r.next()
 		if err != nil {
-			r.err = fmt.Errorf("receive pack data: %w", err)
-			return 0, r.err
+			return 0, err
 		}
-		data, ok := msg.GetPart().(*pb.UploadPackRequest_Data)
-		if !ok {
-			r.err = fmt.Errorf("%w: a second header", errUploadData)
-			return 0, r.err
-		}
-		n := int64(len(data.Data))
-		switch {
-		case n == 0:
-			r.err = fmt.Errorf("%w: empty data message", errUploadData)
-		case n > pb.MaxUploadChunk:
-			r.err = fmt.Errorf("%w: data message of %d bytes, at most %d", errUploadData, n, pb.MaxUploadChunk)
-		case n > r.remaining:
-			r.err = fmt.Errorf("%w: more data than the declared size", errUploadData)
-		}
-		if r.err != nil {
-			return 0, r.err
-		}
-		r.buf = data.Data
-		r.remaining -= n
-		r.received += n
+		r.buf = b
 	}
 	n := copy(p, r.buf)
 	r.buf = r.buf[n:]
 	return n, nil
+}
+
+// NextChunk implements objstore.ChunkReader.
+func (r *uploadReader) NextChunk() ([]byte, error) {
+	if len(r.buf) > 0 { // the rest of a message Read began
+		b := r.buf
+		r.buf = nil
+		return b, nil
+	}
+	return r.next()
+}
+
+// release gives the current message's data back to the pool.
+func (r *uploadReader) release() {
+	if r.cur != nil {
+		pb.ReleaseUploadBuffer(r.cur)
+		r.cur, r.buf = nil, nil
+	}
 }
 
 // finish reads the end of the stream after the object store took exactly
@@ -84,8 +122,7 @@ func (r *uploadReader) finish() error {
 	if r.err != nil {
 		return r.err
 	}
-	var b [1]byte
-	if n, err := r.Read(b[:]); n != 0 || err != io.EOF {
+	if b, err := r.NextChunk(); len(b) != 0 || err != io.EOF {
 		if err == nil || err == io.EOF {
 			err = fmt.Errorf("%w: more data than the declared size", errUploadData)
 		}
@@ -145,6 +182,7 @@ func (s *Service) UploadPack(stream grpc.ClientStreamingServer[pb.UploadPackRequ
 	uctx, cancel := context.WithTimeout(ctx, s.opts.UploadTimeout)
 	defer cancel()
 	r := &uploadReader{stream: stream, remaining: size}
+	defer r.release() // Put keeps no reference to the data once it returns
 	key := storageKey(id.userID, name)
 	err = s.objects.Put(uctx, key, r, size)
 	if err == nil {

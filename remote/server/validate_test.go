@@ -113,6 +113,20 @@ func readUpload(r *uploadReader) ([]byte, error) {
 	return out.Bytes(), r.finish()
 }
 
+// readUploadChunks consumes an upload the way rclone's local backend does,
+// a whole message per write (objstore.ExactReader.WriteTo), then checks its
+// end.
+func readUploadChunks(r *uploadReader) ([]byte, error) {
+	var out bytes.Buffer
+	if _, err := objstore.NewExactReader(context.Background(), r, r.remaining).WriteTo(&out); err != nil {
+		return nil, err
+	}
+	return out.Bytes(), r.finish()
+}
+
+// uploadReaders are the ways an object store consumes an upload.
+var uploadReaders = map[string]func(*uploadReader) ([]byte, error){"read": readUpload, "chunks": readUploadChunks}
+
 func TestUploadReader(t *testing.T) {
 	for _, tc := range []struct {
 		label string
@@ -127,15 +141,17 @@ func TestUploadReader(t *testing.T) {
 		{"second header", 3, []*pb.UploadPackRequest{{Part: &pb.UploadPackRequest_Header{}}, dataMsg([]byte("abc"))}, false},
 		{"oversized message", pb.MaxUploadChunk + 1, []*pb.UploadPackRequest{dataMsg(make([]byte, pb.MaxUploadChunk+1))}, false},
 	} {
-		got, err := readUpload(&uploadReader{stream: &fakeUpload{msgs: tc.msgs}, remaining: tc.size})
-		if tc.ok != (err == nil) {
-			t.Errorf("%s: %v", tc.label, err)
-		}
-		if err != nil && !errors.Is(err, errUploadData) {
-			t.Errorf("%s: %v is not a bad-upload error", tc.label, err)
-		}
-		if tc.ok && string(got) != "abcdef" {
-			t.Errorf("%s: read %q", tc.label, got)
+		for how, read := range uploadReaders {
+			got, err := read(&uploadReader{stream: &fakeUpload{msgs: tc.msgs}, remaining: tc.size})
+			if tc.ok != (err == nil) {
+				t.Errorf("%s, %s: %v", tc.label, how, err)
+			}
+			if err != nil && !errors.Is(err, errUploadData) {
+				t.Errorf("%s, %s: %v is not a bad-upload error", tc.label, how, err)
+			}
+			if tc.ok && string(got) != "abcdef" {
+				t.Errorf("%s, %s: read %q", tc.label, how, got)
+			}
 		}
 	}
 }

@@ -96,6 +96,103 @@ func (e *ExactReader) probeEOF() error {
 	return fmt.Errorf("read object data: %w", io.ErrNoProgress)
 }
 
+// ChunkReader is a reader that can also hand out its data a chunk at a
+// time, in buffers of its own, so a store writes them on without copying
+// them into a buffer of its own first (the server's upload stream: one
+// chunk per received message). A consumer uses either Read or NextChunk
+// (ExactReader.WriteTo uses NextChunk).
+type ChunkReader interface {
+	io.Reader
+	// NextChunk returns the next data, at least one byte, or io.EOF at
+	// the end, or another error. The chunk is the reader's: it stays
+	// valid until a later call returns another chunk, or the reader is
+	// done with (a call that ends in an error leaves it valid).
+	NextChunk() ([]byte, error)
+}
+
+// WriteTo implements io.WriterTo, so io.Copy (rclone's local backend)
+// writes a ChunkReader's chunks through whole, one Write each, with the
+// checks of Read: never more than size bytes, and the last chunk only
+// once the source is known to end there. Other sources are copied through
+// Read as io.Copy would.
+func (e *ExactReader) WriteTo(w io.Writer) (int64, error) {
+	cr, ok := e.r.(ChunkReader)
+	if !ok || e.remaining != e.size {
+		return io.Copy(w, readerOnly{e})
+	}
+	var total int64
+	for {
+		if e.err != nil {
+			return total, e.err
+		}
+		b, err := e.nextChunk(cr)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			e.err = err
+			return total, err
+		}
+		n, err := w.Write(b)
+		total += int64(n)
+		if err == nil && n < len(b) {
+			err = io.ErrShortWrite
+		}
+		if err != nil {
+			return total, err // the writer's failure, not a verdict on the stream
+		}
+	}
+}
+
+// nextChunk is read for chunks.
+func (e *ExactReader) nextChunk(cr ChunkReader) ([]byte, error) {
+	if err := e.ctx.Err(); err != nil {
+		return nil, err
+	}
+	if e.remaining == 0 {
+		if !e.probed { // size 0
+			e.probed = true
+			if err := probeChunkEOF(cr, e.size); err != io.EOF {
+				return nil, err
+			}
+		}
+		return nil, io.EOF
+	}
+	b, err := cr.NextChunk()
+	if err == io.EOF {
+		return nil, fmt.Errorf("%w: reader ended after %d of %d bytes", ErrSizeMismatch, e.size-e.remaining, e.size)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read object data: %w", err)
+	}
+	if int64(len(b)) > e.remaining {
+		return nil, fmt.Errorf("%w: reader holds more than %d bytes", ErrSizeMismatch, e.size)
+	}
+	e.remaining -= int64(len(b))
+	if e.remaining == 0 {
+		// As in read: the last chunk only once the source has ended.
+		e.probed = true
+		if err := probeChunkEOF(cr, e.size); err != io.EOF {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func probeChunkEOF(cr ChunkReader, size int64) error {
+	_, err := cr.NextChunk()
+	switch {
+	case err == io.EOF:
+		return io.EOF
+	case err != nil:
+		return fmt.Errorf("read object data: %w", err)
+	}
+	return fmt.Errorf("%w: reader holds more than %d bytes", ErrSizeMismatch, size)
+}
+
+// readerOnly hides WriteTo, so io.Copy reads.
+type readerOnly struct{ io.Reader }
+
 // CheckRange validates off/length against an object of the given size and
 // returns the resolved length.
 func CheckRange(name string, size, off, length int64) (int64, error) {

@@ -39,6 +39,10 @@ func Run(t *testing.T, newStore func(t *testing.T) objstore.ObjectStore) {
 		{"FailedReplaceKeepsOld", testFailedReplaceKeepsOld},
 		{"CanceledPut", testCanceledPut},
 		{"ConcurrentPuts", testConcurrentPuts},
+		{"ChunkReader", testChunkReader},
+		{"ShortChunkReaderLeavesNothing", testShortChunkReader},
+		{"LongChunkReaderLeavesNothing", testLongChunkReader},
+		{"FailingChunkReaderLeavesNothing", testFailingChunkReader},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -393,5 +397,111 @@ func testConcurrentPuts(t *testing.T, s objstore.ObjectStore) {
 	}
 	if b := mustRead(t, s, "shared", 0, -1); !bytes.Equal(b, same) {
 		t.Error("shared object has wrong content")
+	}
+}
+
+// ChunkReader is an objstore.ChunkReader over data, in chunks of the
+// given sizes (cycled), ending with err (io.EOF if nil). Like the server's
+// upload stream it reuses one buffer: handing out a chunk overwrites the
+// previous one, so a store that keeps a chunk after asking for the next
+// stores the wrong bytes.
+type ChunkReader struct {
+	data  []byte
+	sizes []int
+	err   error
+	buf   []byte
+	i     int
+}
+
+// NewChunkReader returns a ChunkReader.
+func NewChunkReader(data []byte, sizes []int, err error) *ChunkReader {
+	return &ChunkReader{data: data, sizes: sizes, err: err}
+}
+
+// NextChunk implements objstore.ChunkReader.
+func (c *ChunkReader) NextChunk() ([]byte, error) {
+	if len(c.data) == 0 {
+		if c.err != nil {
+			return nil, c.err
+		}
+		return nil, io.EOF
+	}
+	n := min(max(c.sizes[c.i%len(c.sizes)], 1), len(c.data))
+	c.i++
+	clear(c.buf) // the previous chunk is gone
+	c.buf = append(c.buf[:0], c.data[:n]...)
+	c.data = c.data[n:]
+	return c.buf, nil
+}
+
+// Read implements io.Reader.
+func (c *ChunkReader) Read(p []byte) (int, error) {
+	if len(c.data) == 0 {
+		if c.err != nil {
+			return 0, c.err
+		}
+		return 0, io.EOF
+	}
+	n := copy(p, c.data)
+	c.data = c.data[n:]
+	return n, nil
+}
+
+var chunkSizes = []int{1 << 20, 7, 64 << 10, 1}
+
+func testChunkReader(t *testing.T, s objstore.ObjectStore) {
+	for _, n := range []int{1, 5000, 3<<20 + 11} {
+		data := Data(uint64(20+n), n)
+		name := fmt.Sprintf("chunked%d", n)
+		if err := s.Put(context.Background(), name, NewChunkReader(data, chunkSizes, nil), int64(n)); err != nil {
+			t.Fatalf("Put of %d bytes from a ChunkReader: %v", n, err)
+		}
+		if got := mustRead(t, s, name, 0, -1); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes from a ChunkReader stored as %d other bytes", n, len(got))
+		}
+	}
+	if err := s.Put(context.Background(), "chunkedempty", NewChunkReader(nil, chunkSizes, nil), 0); err != nil {
+		t.Fatalf("Put of 0 bytes from a ChunkReader: %v", err)
+	}
+	if got := mustRead(t, s, "chunkedempty", 0, -1); len(got) != 0 {
+		t.Fatalf("empty object reads %d bytes", len(got))
+	}
+}
+
+func testShortChunkReader(t *testing.T, s objstore.ObjectStore) {
+	data := Data(21, 2<<20)
+	err := s.Put(context.Background(), "short", NewChunkReader(data[:len(data)-1], chunkSizes, nil), int64(len(data)))
+	if !errors.Is(err, objstore.ErrSizeMismatch) {
+		t.Errorf("Put with a short ChunkReader = %v, want ErrSizeMismatch", err)
+	}
+	assertAbsent(t, s, "short")
+}
+
+func testLongChunkReader(t *testing.T, s objstore.ObjectStore) {
+	data := Data(22, 2<<20)
+	// One byte too many, in the last chunk or in a chunk of its own.
+	for _, sizes := range [][]int{chunkSizes, {1 << 20, 1<<20 - 1, 1}} {
+		err := s.Put(context.Background(), "long", NewChunkReader(data, sizes, nil), int64(len(data)-1))
+		if !errors.Is(err, objstore.ErrSizeMismatch) {
+			t.Errorf("Put with a long ChunkReader (chunks %v) = %v, want ErrSizeMismatch", sizes, err)
+		}
+		assertAbsent(t, s, "long")
+	}
+	err := s.Put(context.Background(), "long", NewChunkReader([]byte("x"), chunkSizes, nil), 0)
+	if !errors.Is(err, objstore.ErrSizeMismatch) {
+		t.Errorf("Put of size 0 with a 1-byte ChunkReader = %v, want ErrSizeMismatch", err)
+	}
+	assertAbsent(t, s, "long")
+}
+
+func testFailingChunkReader(t *testing.T, s objstore.ObjectStore) {
+	data := Data(23, 3<<20)
+	// The failure comes after all the data: the source did not end cleanly.
+	for _, have := range []int{2 << 20, len(data)} {
+		err := s.Put(context.Background(), "failing", NewChunkReader(data[:have], chunkSizes, errBoom), int64(len(data)))
+		if !errors.Is(err, errBoom) {
+			t.Errorf("Put with a ChunkReader failing after %d bytes = %v, want the reader's error", have, err)
+		}
+		assertAbsent(t, s, "failing")
 	}
 }
