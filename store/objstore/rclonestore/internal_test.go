@@ -1,12 +1,16 @@
 package rclonestore
 
 import (
+	"bytes"
 	"context"
-	"github.com/anysync/anysync/store/objstore"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/anysync/anysync/store/objstore"
+	"github.com/anysync/anysync/store/objstore/objstoretest"
 )
 
 func TestShardPathRoundTrip(t *testing.T) {
@@ -94,5 +98,40 @@ func TestLocalRootMatchesFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(r.localRoot, "cd", "abcd")); err != nil {
 		t.Errorf("local root %q does not hold the object: %v", r.localRoot, err)
+	}
+}
+
+// writeSizes records the size of every Write.
+type writeSizes struct {
+	sizes []int
+	data  []byte
+}
+
+func (w *writeSizes) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	w.data = append(w.data, p...)
+	return len(p), nil
+}
+
+// The local backend copies a Put's body with io.Copy: a chunk reader's 1 MiB
+// chunks reach the file in pieces of filePiece bytes, all of them.
+func TestFileWritesInPieces(t *testing.T) {
+	data := objstoretest.Data(9, 2<<20+100)
+	src := objstoretest.NewChunkReader(data, []int{1 << 20}, nil)
+	var w writeSizes
+	n, err := io.Copy(&w, fileWrites{objstore.NewExactReader(context.Background(), src, int64(len(data)))})
+	if err != nil || n != int64(len(data)) {
+		t.Fatalf("copied %d, %v", n, err)
+	}
+	if !bytes.Equal(w.data, data) {
+		t.Fatal("wrote other bytes")
+	}
+	if want := (len(data) + filePiece - 1) / filePiece; len(w.sizes) != want {
+		t.Fatalf("%d writes, want %d", len(w.sizes), want)
+	}
+	for _, s := range w.sizes {
+		if s > filePiece {
+			t.Fatalf("a write of %d bytes", s)
+		}
 	}
 }

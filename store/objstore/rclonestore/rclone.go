@@ -169,7 +169,11 @@ func (r *Store) Put(ctx context.Context, name string, in io.Reader, size int64) 
 			return fmt.Errorf("put %s: %w", name, err)
 		}
 	}
-	obj, err := r.f.Put(ctx, er, src)
+	var body io.Reader = er
+	if r.localRoot != "" {
+		body = fileWrites{er}
+	}
+	obj, err := r.f.Put(ctx, body, src)
 	if err != nil {
 		if r.move != nil {
 			r.removeQuietly(ctx, target)
@@ -202,6 +206,39 @@ func (r *Store) Put(ctx context.Context, name string, in io.Reader, size int64) 
 	}
 	r.handles.Add(name, obj)
 	return nil
+}
+
+// filePiece is the size of the writes to a local file. A chunk reader's
+// 1 MiB chunks (the server's upload messages) are written in pieces of
+// 32 KiB, the size io.Copy used before: a write of 1 MiB made Linux (6.18)
+// back the page cache with 1 MiB folios, and on a VM whose free memory the
+// host reclaims (virtio-balloon free page reporting, Firecracker) those
+// come from memory the host must fault in again page by page, which made
+// the server spend 30% more CPU per pack; folios of 32 KiB and less come
+// from the per-CPU free lists, recently used memory. The pieces cost
+// nothing more than io.Copy's buffer did, without its copy.
+const filePiece = 32 << 10
+
+// fileWrites is the body of a Put to rclone's local backend, which copies
+// it to the file with io.Copy: WriteTo hands the chunks over in pieces.
+type fileWrites struct{ *objstore.ExactReader }
+
+func (f fileWrites) WriteTo(w io.Writer) (int64, error) { return f.ExactReader.WriteTo(pieceWriter{w}) }
+
+// pieceWriter writes at most filePiece bytes per Write to the writer under.
+type pieceWriter struct{ w io.Writer }
+
+func (p pieceWriter) Write(b []byte) (int, error) {
+	n := 0
+	for len(b) > 0 {
+		m, err := p.w.Write(b[:min(len(b), filePiece)])
+		n += m
+		if err != nil {
+			return n, err
+		}
+		b = b[m:]
+	}
+	return n, nil
 }
 
 // syncLocal makes an upload to a local folder durable before it is renamed
