@@ -8,6 +8,7 @@ import (
 	"time"
 
 	pb "github.com/anysync/anysync/proto/anysyncpb"
+	"github.com/anysync/anysync/remote/internal/tlsbatch"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
@@ -18,7 +19,8 @@ import (
 // sizes bounded and keepalives that find dead clients.
 func NewGRPCServer(svc *Service, tlsCfg *tls.Config) *grpc.Server {
 	g := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		// One send per write of gRPC's buffer, not per 16 KiB TLS record.
+		grpc.Creds(tlsbatch.New(credentials.NewTLS(tlsCfg))),
 		// The proto codec, but range downloads go out without a copy.
 		grpc.ForceServerCodecV2(pb.Codec{}),
 		experimental.BufferPool(pb.BufferPool()),
