@@ -21,15 +21,25 @@ func benchName(i int) string {
 }
 
 // drainStore stores nothing: Put reads and drops the data, so the upload
-// benchmark measures TLS, gRPC and the server rather than a test store.
+// benchmark measures TLS, gRPC and the server rather than a test store. It
+// consumes the data as rclone's local backend does (io.Copy through an
+// ExactReader).
 type drainStore struct{ objstore.ObjectStore }
 
-func (drainStore) Put(_ context.Context, _ string, r io.Reader, size int64) error {
-	n, err := io.Copy(io.Discard, r)
-	if err == nil && n != size {
-		err = objstore.ErrSizeMismatch
-	}
+func (drainStore) Put(ctx context.Context, _ string, r io.Reader, size int64) error {
+	_, err := io.Copy(io.Discard, objstore.NewExactReader(ctx, r, size))
 	return err
+}
+
+// reportCPU reports the CPU time per operation of the client and the
+// server together (cpu-ms/op).
+func reportCPU(b *testing.B) func() {
+	start := cpuTime()
+	return func() {
+		if used := cpuTime() - start; used > 0 && b.N > 0 {
+			b.ReportMetric(float64(used.Microseconds())/1000/float64(b.N), "cpu-ms/op")
+		}
+	}
 }
 
 // BenchmarkUploadPack measures a 16 MiB pack through TLS, gRPC and the
@@ -40,6 +50,8 @@ func BenchmarkUploadPack(b *testing.B) {
 	data := make([]byte, 16<<20)
 	_, _ = rand.Read(data)
 	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	defer reportCPU(b)()
 	for i := 0; b.Loop(); i++ {
 		if err := c.UploadPack(ctx, benchName(i), data); err != nil {
 			b.Fatal(err)
@@ -59,6 +71,8 @@ func BenchmarkDownloadRange(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.SetBytes(1 << 20)
+	b.ReportAllocs()
+	defer reportCPU(b)()
 	for i := 0; b.Loop(); i++ {
 		if _, err := c.DownloadRange(ctx, name, int64(i%15)<<20, 1<<20); err != nil {
 			b.Fatal(err)
