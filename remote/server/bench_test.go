@@ -2,16 +2,22 @@ package server
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/anysync/anysync/crypto"
 	pb "github.com/anysync/anysync/proto/anysyncpb"
+	"github.com/anysync/anysync/remote/server/meta"
 	"github.com/anysync/anysync/store/objstore"
 	"github.com/anysync/anysync/store/objstore/rclonestore"
 	"google.golang.org/grpc/encoding"
 	grpcproto "google.golang.org/grpc/encoding/proto"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -95,6 +101,38 @@ func BenchmarkUploadReceive(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkAuthenticate measures the token check every authenticated call
+// makes (the device and account lookups).
+func BenchmarkAuthenticate(b *testing.B) {
+	ctx := context.Background()
+	m, err := meta.OpenSQLite(ctx, filepath.Join(b.TempDir(), "meta.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	svc, err := New(m, objstore.NewMem(), Options{Secret: make([]byte, 32)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tok := make([]byte, pb.TokenSize)
+	tok[0] = 1
+	now := time.Now()
+	u := meta.User{ID: fmt.Sprintf("%032x", 1), Email: "a@b.c", BoxPublicKey: make([]byte, 32), Created: now,
+		Credentials: meta.Credentials{Params: meta.Params{N: 1 << 14, R: 8, P: 1, Salt: make([]byte, 16)}, MasterKeys: []byte{1}}}
+	d := meta.Device{ID: fmt.Sprintf("%032x", 2), UserID: u.ID, TokenHash: crypto.TokenHash(tok), Created: now, LastSeen: now}
+	if err := m.CreateUser(ctx, u, d); err != nil {
+		b.Fatal(err)
+	}
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(pb.AuthHeader, "Bearer "+base64.StdEncoding.EncodeToString(tok)))
+	b.ReportAllocs()
+	for b.Loop() {
+		id, err := svc.authenticate(ctx)
+		if err != nil || id.userID != u.ID {
+			b.Fatal(id, err)
 		}
 	}
 }

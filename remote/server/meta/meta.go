@@ -59,6 +59,9 @@ type Device struct {
 	TokenHash     [32]byte
 	Created       time.Time
 	LastSeen      time.Time
+	// UserDisabled is whether the account is disabled, read with the
+	// device in one statement (set by DeviceByToken only).
+	UserDisabled bool
 }
 
 // Head is an account's current version.
@@ -125,8 +128,8 @@ type Store interface {
 
 	// AddDevice registers a logged-in device.
 	AddDevice(ctx context.Context, d Device) error
-	// DeviceByToken returns the live device holding a token hash, or
-	// ErrNotFound (also for revoked devices).
+	// DeviceByToken returns the live device holding a token hash, with
+	// UserDisabled set, or ErrNotFound (also for revoked devices).
 	DeviceByToken(ctx context.Context, tokenHash [32]byte) (Device, error)
 	// Devices lists an account's live devices, oldest first.
 	Devices(ctx context.Context, userID string) ([]Device, error)

@@ -88,6 +88,10 @@ const (
 // SQLite is the embedded Store: one database file in WAL mode.
 type SQLite struct {
 	db *sql.DB
+	// Statements of every call, prepared once: preparing (parsing and
+	// planning) took about as long as running them.
+	byToken *sql.Stmt // DeviceByToken
+	pack    *sql.Stmt // Pack (every range download)
 }
 
 var _ Store = (*SQLite)(nil)
@@ -118,7 +122,26 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("open metadata db %s: %w", path, err)
 	}
+	if err := s.prepare(ctx); err != nil {
+		_ = s.Close()
+		return nil, fmt.Errorf("open metadata db %s: %w", path, err)
+	}
 	return s, nil
+}
+
+func (s *SQLite) prepare(ctx context.Context) error {
+	var err error
+	s.byToken, err = s.db.PrepareContext(ctx, "SELECT "+deviceCols+
+		", u.disabled FROM devices d JOIN users u ON u.num = d.user_num WHERE d.token_hash = ?")
+	if err != nil {
+		return fmt.Errorf("prepare device lookup: %w", err)
+	}
+	s.pack, err = s.db.PrepareContext(ctx, `SELECT p.size FROM packs p JOIN users u ON u.num = p.user_num
+		WHERE u.id = ? AND p.name = ? AND p.state = ?`)
+	if err != nil {
+		return fmt.Errorf("prepare pack lookup: %w", err)
+	}
+	return nil
 }
 
 // SchemaVersion returns the number of applied migrations.
@@ -154,7 +177,14 @@ func (s *SQLite) migrate(ctx context.Context) error {
 }
 
 // Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+func (s *SQLite) Close() error {
+	for _, st := range []*sql.Stmt{s.byToken, s.pack} {
+		if st != nil {
+			_ = st.Close()
+		}
+	}
+	return s.db.Close()
+}
 
 func (s *SQLite) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -375,8 +405,14 @@ func scanDevice(r scanner) (Device, error) {
 
 // DeviceByToken implements Store.
 func (s *SQLite) DeviceByToken(ctx context.Context, tokenHash [32]byte) (Device, error) {
-	d, err := scanDevice(s.db.QueryRowContext(ctx, "SELECT "+deviceCols+
-		" FROM devices d JOIN users u ON u.num = d.user_num WHERE d.token_hash = ?", tokenHash[:]))
+	var d Device
+	var hash []byte
+	var created, seen int64
+	err := s.byToken.QueryRowContext(ctx, tokenHash[:]).Scan(&d.ID, &d.UserID, &d.Name, &d.ClientVersion, &hash, &created, &seen, &d.UserDisabled)
+	if err == nil {
+		copy(d.TokenHash[:], hash)
+		d.Created, d.LastSeen = fromMS(created), fromMS(seen)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
 		return Device{}, fmt.Errorf("device: %w", ErrNotFound)
 	}
@@ -808,8 +844,7 @@ func (s *SQLite) StalePacks(ctx context.Context, before time.Time) ([]PackRef, e
 // Pack implements Store.
 func (s *SQLite) Pack(ctx context.Context, userID, name string) (Pack, error) {
 	p := Pack{Name: name}
-	err := s.db.QueryRowContext(ctx, `SELECT p.size FROM packs p JOIN users u ON u.num = p.user_num
-		WHERE u.id = ? AND p.name = ? AND p.state = ?`, userID, name, packStored).Scan(&p.Size)
+	err := s.pack.QueryRowContext(ctx, userID, name, packStored).Scan(&p.Size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Pack{}, fmt.Errorf("pack %s: %w", name, ErrNotFound)
 	}

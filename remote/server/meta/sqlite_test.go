@@ -99,8 +99,18 @@ func TestUsersAndDevices(t *testing.T) {
 		t.Fatalf("unknown email: %v", err)
 	}
 	d, err := s.DeviceByToken(ctx, [32]byte{1, 1})
-	if err != nil || d.UserID != u.ID {
+	if err != nil || d.UserID != u.ID || d.UserDisabled || d.TokenHash != [32]byte{1, 1} {
 		t.Fatalf("device by token %+v %v", d, err)
+	}
+	// The account's state comes with the device.
+	if err := s.SetDisabled(ctx, u.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := s.DeviceByToken(ctx, [32]byte{1, 1}); err != nil || !d.UserDisabled {
+		t.Fatalf("device of a disabled account %+v %v", d, err)
+	}
+	if err := s.SetDisabled(ctx, u.ID, false); err != nil {
+		t.Fatal(err)
 	}
 	if err := s.RevokeDevice(ctx, "someone else", d.ID); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("revoke through another user: %v", err)
