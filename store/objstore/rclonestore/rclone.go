@@ -243,7 +243,8 @@ func (p pieceWriter) Write(b []byte) (int, error) {
 
 // syncLocal makes an upload to a local folder durable before it is renamed
 // into place (file) and after (its folder), so a server crash cannot lose a
-// pack that a committed version already points at. A path the local backend
+// pack that a committed version already points at. Once durable, a file's
+// pages leave the page cache (dropCache). A path the local backend
 // stored under a different encoding is not found; it is left unsynced rather
 // than failing every upload.
 func (r *Store) syncLocal(remote string, dir bool) error {
@@ -262,6 +263,9 @@ func (r *Store) syncLocal(remote string, dir bool) error {
 		return fmt.Errorf("sync %s: %w", remote, err)
 	}
 	err = f.Sync()
+	if err == nil && !dir {
+		dropCache(f)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
