@@ -565,8 +565,10 @@ func (b *bench) runDrive() {
 		b.note("anysync has no mount command (%s): drive workloads skipped", strings.TrimSpace(string(out)))
 		return
 	}
-	data := filepath.Join(b.cfg.work, "write.bin")
-	if err := writeRandom(data, int64(b.cfg.writeMB)<<20); err != nil {
+	// Two different files: the committed write must not be deduplicated
+	// against the first.
+	data := [2]string{filepath.Join(b.cfg.work, "write.bin"), filepath.Join(b.cfg.work, "write2.bin")}
+	if err := errors.Join(writeRandom(data[0], int64(b.cfg.writeMB)<<20, 0), writeRandom(data[1], int64(b.cfg.writeMB)<<20, 1)); err != nil {
 		b.note("prepare write data: %v", err)
 		return
 	}
@@ -689,7 +691,7 @@ func waitMounted(dir string) error {
 	return fmt.Errorf("%s did not get mounted", dir)
 }
 
-func (b *bench) driveWorkloads(t driveTarget, data, tarball string) error {
+func (b *bench) driveWorkloads(t driveTarget, data [2]string, tarball string) error {
 	fmt.Fprintf(os.Stderr, "bench: drive workloads on %s\n", t.name)
 	pid, err := t.mount()
 	if err != nil {
@@ -699,7 +701,7 @@ func (b *bench) driveWorkloads(t driveTarget, data, tarball string) error {
 	dst := filepath.Join(t.dir, "big.bin")
 	// Durable on local disk: write, fsync (and syncfs where flush is one).
 	d, err := timed(func() error {
-		if err := copyFile(dst, data, true); err != nil {
+		if err := copyFile(dst, data[0], true); err != nil {
 			return err
 		}
 		if t.commits {
@@ -719,7 +721,7 @@ func (b *bench) driveWorkloads(t driveTarget, data, tarball string) error {
 		}
 		dst2 := filepath.Join(t.dir, "big-committed.bin")
 		d, err = timed(func() error {
-			if err := copyFile(dst2, data, false); err != nil {
+			if err := copyFile(dst2, data[1], false); err != nil {
 				return err
 			}
 			return t.flush(dst2)
@@ -898,12 +900,12 @@ func readFile(path string) error {
 
 // writeRandom writes n incompressible bytes (a fast PRNG: the data only
 // has to defeat compression and dedup).
-func writeRandom(path string, n int64) error {
+func writeRandom(path string, n int64, seed byte) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
-	rng := rand.NewChaCha8([32]byte{1, 2, 3})
+	rng := rand.NewChaCha8([32]byte{1, 2, 3, seed})
 	buf := make([]byte, 1<<20)
 	for written := int64(0); written < n; written += int64(len(buf)) {
 		_, _ = rng.Read(buf)
