@@ -579,7 +579,7 @@ func (b *bench) runDrive() {
 	}
 	// The inputs go to disk now, not in the background of the first
 	// workloads (whose fsyncs would wait behind them).
-	syscall.Sync()
+	flushDisk()
 	targets := []driveTarget{b.plainTarget()}
 	if t, err := b.anysyncTarget(); err != nil {
 		b.note("anysync drive: %v", err)
@@ -696,7 +696,7 @@ func waitMounted(dir string) error {
 
 func (b *bench) driveWorkloads(t driveTarget, data [2]string, tarball string) error {
 	fmt.Fprintf(os.Stderr, "bench: drive workloads on %s\n", t.name)
-	syscall.Sync() // the previous target's writes are not written back during these
+	flushDisk() // the previous target's writes are not written back during these
 	pid, err := t.mount()
 	if err != nil {
 		return err
