@@ -85,7 +85,7 @@ func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) 
 		// must see the row change under its lock.
 		of.mu.Lock()
 		of.marked = false // the next write marks the row pending again
-		_, err := f.setContent(ctx, d.ino, d.chunks, d.size, false)
+		err := f.setContentKeep(ctx, d.ino, d.chunks, d.size)
 		of.mu.Unlock()
 		rerr = errors.Join(rerr, err)
 	}
@@ -157,25 +157,18 @@ func (f *FS) stagingGone(ctx context.Context, n localdb.Node) bool {
 	return errors.Is(err, localdb.ErrNotFound) || (err == nil && cur.Staging != n.Staging)
 }
 
-// setContent records one node's committed content in its own transaction;
-// dropStaging also forgets (and deletes) its staging file.
-func (f *FS) setContent(ctx context.Context, ino uint64, chunks []byte, size int64, dropStaging bool) (string, error) {
+// setContentKeep records one node's committed content in its own
+// transaction, keeping its staging file (an open file reads from it).
+func (f *FS) setContentKeep(ctx context.Context, ino uint64, chunks []byte, size int64) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var drop string
-	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
-		var err error
-		drop, err = tx.SetContent(ino, chunks, size, dropStaging)
+	return f.db.Update(ctx, func(tx *localdb.Tx) error {
+		_, err := tx.SetContent(ino, chunks, size, false)
 		if errors.Is(err, localdb.ErrNotFound) {
 			return nil // unlinked meanwhile
 		}
 		return err
 	})
-	if err != nil {
-		return "", err
-	}
-	f.removeStaging(drop)
-	return drop, nil
 }
 
 // Locked runs fn while no metadata change can happen (the committer builds

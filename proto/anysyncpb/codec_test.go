@@ -26,23 +26,9 @@ func frames(b []byte) mem.BufferSlice {
 func TestCodecRangeMatchesProto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, n := range []int{1, 100, 16 << 10, 1<<20 + 7} {
-		data := make([]byte, n)
-		for i := range data {
-			data[i] = byte(rng.Uint32())
-		}
+		data := randomData(rng, n)
 		in := &DownloadRangeResponse{Data: data}
-		out, err := Codec{}.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wire := out.Materialize()
-		want, err := proto.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(wire, want) {
-			t.Fatalf("%d bytes: marshalled differently from proto.Marshal", n)
-		}
+		_, wire, _ := marshalLikeProto(t, in)
 		src := frames(wire)
 		var got DownloadRangeResponse
 		if err := (Codec{}).Unmarshal(src, &got); err != nil {
@@ -222,23 +208,9 @@ func uploadData(b []byte) *UploadPackRequest {
 func TestCodecUploadMatchesProto(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range []int{1, 100, 16<<10 - 3, 16 << 10, 1 << 20, MaxUploadChunk + 7} {
-		data := make([]byte, n)
-		for i := range data {
-			data[i] = byte(rng.Uint32())
-		}
+		data := randomData(rng, n)
 		in := uploadData(data)
-		out, err := Codec{}.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		wire := out.Materialize()
-		want, err := proto.Marshal(in)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(wire, want) {
-			t.Fatalf("%d bytes: marshalled differently from proto.Marshal", n)
-		}
+		out, _, want := marshalLikeProto(t, in)
 		// The sent message is a copy: the caller may reuse its data.
 		clear(data)
 		if !bytes.Equal(out.Materialize(), want) {
@@ -442,4 +414,30 @@ func BenchmarkCodecUpload(b *testing.B) {
 			}
 		})
 	}
+}
+
+func randomData(rng *rand.Rand, n int) []byte {
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	return data
+}
+
+// marshalLikeProto marshals in with Codec and checks that the wire bytes
+// are proto.Marshal's.
+func marshalLikeProto(t *testing.T, in proto.Message) (out mem.BufferSlice, wire, want []byte) {
+	t.Helper()
+	out, err := Codec{}.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire = out.Materialize()
+	if want, err = proto.Marshal(in); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(wire, want) {
+		t.Fatalf("%d bytes: marshalled differently from proto.Marshal", len(want))
+	}
+	return out, wire, want
 }

@@ -280,17 +280,9 @@ func byteEntropy(b []byte) float64 {
 // larger maxLen). Tampering yields crypto.ErrAuth; a blob above the bound
 // yields ErrTooLarge; never wrong bytes.
 func (c *Codec) Decode(dst, sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) ([]byte, error) {
-	limit := MaxLen(t)
-	if limit == 0 {
-		return nil, fmt.Errorf("decode blob %s: %w: %s", id.Short(), ErrBlobType, t)
-	}
-	if maxLen <= 0 || maxLen > limit {
-		maxLen = limit
-	}
-	// A compressed frame is only stored when shorter than the raw one, so no
-	// valid blob is longer than this; reject before spending AES on it.
-	if len(sealed) > maxLen+1+crypto.Overhead {
-		return nil, fmt.Errorf("decode %s blob %s: %d sealed bytes for at most %d plain: %w", t, id.Short(), len(sealed), maxLen, ErrTooLarge)
+	maxLen, err := checkSealed(sealed, id, t, maxLen)
+	if err != nil {
+		return nil, err
 	}
 	sp := c.getScratch()
 	defer c.putScratch(sp)
@@ -313,15 +305,9 @@ func (c *Codec) Decode(dst, sealed []byte, id crypto.ID, t crypto.BlobType, maxL
 // its length). A compressed blob is decompressed into a new slice. sealed
 // is overwritten either way, also when authentication fails.
 func (c *Codec) DecodeInPlace(sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) ([]byte, error) {
-	limit := MaxLen(t)
-	if limit == 0 {
-		return nil, fmt.Errorf("decode blob %s: %w: %s", id.Short(), ErrBlobType, t)
-	}
-	if maxLen <= 0 || maxLen > limit {
-		maxLen = limit
-	}
-	if len(sealed) > maxLen+1+crypto.Overhead {
-		return nil, fmt.Errorf("decode %s blob %s: %d sealed bytes for at most %d plain: %w", t, id.Short(), len(sealed), maxLen, ErrTooLarge)
+	maxLen, err := checkSealed(sealed, id, t, maxLen)
+	if err != nil {
+		return nil, err
 	}
 	if len(sealed) < crypto.NonceSize {
 		return nil, fmt.Errorf("decode: %w", crypto.ErrAuth)
@@ -342,6 +328,25 @@ func (c *Codec) DecodeInPlace(sealed []byte, id crypto.ID, t crypto.BlobType, ma
 		return nil, fmt.Errorf("decode %s blob %s: %w", t, id.Short(), err)
 	}
 	return out, nil
+}
+
+// checkSealed returns the plaintext bound of a sealed blob of type t
+// (maxLen <= 0 or above the type's hard cap means the cap), refusing an
+// unknown type and a blob too long for the bound: a compressed frame is
+// only stored when shorter than the raw one, so no valid blob is longer,
+// and it is refused before AES is spent on it.
+func checkSealed(sealed []byte, id crypto.ID, t crypto.BlobType, maxLen int) (int, error) {
+	limit := MaxLen(t)
+	if limit == 0 {
+		return 0, fmt.Errorf("decode blob %s: %w: %s", id.Short(), ErrBlobType, t)
+	}
+	if maxLen <= 0 || maxLen > limit {
+		maxLen = limit
+	}
+	if len(sealed) > maxLen+1+crypto.Overhead {
+		return 0, fmt.Errorf("decode %s blob %s: %d sealed bytes for at most %d plain: %w", t, id.Short(), len(sealed), maxLen, ErrTooLarge)
+	}
+	return maxLen, nil
 }
 
 // unframe appends the blob held in an opened AEAD plaintext to dst, never
