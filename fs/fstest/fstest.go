@@ -97,7 +97,7 @@ func (s suite) mountEnv(t *testing.T) *env {
 	t.Helper()
 	RequireFUSE(t)
 	home := t.TempDir()
-	db, err := localdb.Open(filepath.Join(home, "node.db"))
+	db, err := localdb.OpenBatched(filepath.Join(home, "node.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,9 @@ type BlobEntry struct {
 // LookupBlob finds a blob in the local index.
 func (db *DB) LookupBlob(ctx context.Context, id crypto.ID) (BlobLocation, bool, error) {
 	var loc BlobLocation
-	err := db.rq.QueryRowContext(ctx, `SELECT pack, off, len FROM blobs WHERE id = ?`, id[:]).Scan(&loc.Pack, &loc.Offset, &loc.Length)
+	q, done := db.reader()
+	defer done()
+	err := q.QueryRowContext(ctx, `SELECT pack, off, len FROM blobs WHERE id = ?`, id[:]).Scan(&loc.Pack, &loc.Offset, &loc.Length)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BlobLocation{}, false, nil
 	}
@@ -67,7 +69,9 @@ func (db *DB) HasBlobs(ctx context.Context, ids []crypto.ID) ([]bool, error) {
 }
 
 func (db *DB) hasBlobs(ctx context.Context, q string, args []any, found func(crypto.ID)) error {
-	rows, err := db.rq.QueryContext(ctx, q, args...)
+	rq, done := db.reader()
+	defer done()
+	rows, err := rq.QueryContext(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("look up %d blobs: %w", len(args), err)
 	}
@@ -150,6 +154,9 @@ func (tx *Tx) chunked(n, perItem int, add func(args []any, i int) []any, query f
 		if err != nil {
 			return fmt.Errorf("%d of %d rows: %w", end-start, n, err)
 		}
+		if err := tx.record(query(end-start), args); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -157,7 +164,9 @@ func (tx *Tx) chunked(n, perItem int, add func(args []any, i int) []any, query f
 // UncommittedBlobs returns up to limit index entries not yet sent with a
 // commit.
 func (db *DB) UncommittedBlobs(ctx context.Context, limit int) ([]BlobEntry, error) {
-	rows, err := db.rq.QueryContext(ctx, `SELECT id, pack, off, len FROM blobs WHERE committed = 0 LIMIT ?`, limit)
+	q, done := db.reader()
+	defer done()
+	rows, err := q.QueryContext(ctx, `SELECT id, pack, off, len FROM blobs WHERE committed = 0 LIMIT ?`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list uncommitted blobs: %w", err)
 	}

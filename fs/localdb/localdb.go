@@ -4,7 +4,9 @@
 // from it, never from the network.
 //
 // Writes go through one connection (SQLite has one writer anyway); reads use a
-// separate pool so they run concurrently with writes under WAL.
+// separate pool so they run concurrently with writes under WAL. The mount's
+// daemon opens it with OpenBatched, which commits in batches behind a redo
+// log (batch.go, redo.go; docs/drive.md).
 package localdb
 
 import (
@@ -136,6 +138,7 @@ type DB struct {
 	wc, rc *stmtCache
 	rq     cq // reads on the pool, through cached statements
 	wal    string
+	b      *batcher // write-behind state (OpenBatched), nil for Open
 }
 
 // Open opens (creating if needed) the database at path.
@@ -206,9 +209,13 @@ func (db *DB) ensureRoot() error {
 
 // Close closes the database.
 func (db *DB) Close() error {
+	var berr error
+	if db.b != nil {
+		berr = db.closeBatch()
+	}
 	db.rc.close()
 	db.wc.close()
-	return errors.Join(db.r.Close(), db.w.Close())
+	return errors.Join(berr, db.r.Close(), db.w.Close())
 }
 
 // SyncWAL makes every committed transaction durable. Transactions commit to
@@ -216,6 +223,9 @@ func (db *DB) Close() error {
 // survives a process crash); fsync(2) on the log file flushes them to disk
 // when a caller needs durability against power loss (the fsync syscall).
 func (db *DB) SyncWAL() error {
+	if err := db.syncRedo(); err != nil {
+		return err
+	}
 	f, err := os.Open(db.wal)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil // checkpointed and removed: already in the main file
@@ -329,7 +339,9 @@ func (db *DB) GetMany(ctx context.Context, inos []uint64) (map[uint64]Node, erro
 }
 
 func (db *DB) scanMany(ctx context.Context, query string, args []any, out map[uint64]Node) error {
-	rows, err := db.rq.QueryContext(ctx, query, args...)
+	q, done := db.reader()
+	defer done()
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("get nodes: %w", err)
 	}
@@ -349,23 +361,31 @@ func (db *DB) scanMany(ctx context.Context, query string, args []any, out map[ui
 
 // Attr reads a node without its xattrs and chunks.
 func (db *DB) Attr(ctx context.Context, ino uint64) (Node, error) {
-	return getNode(ctx, db.rq, ino, false)
+	q, done := db.reader()
+	defer done()
+	return getNode(ctx, q, ino, false)
 }
 
 // Get reads a whole node.
 func (db *DB) Get(ctx context.Context, ino uint64) (Node, error) {
-	return getNode(ctx, db.rq, ino, true)
+	q, done := db.reader()
+	defer done()
+	return getNode(ctx, q, ino, true)
 }
 
 // Lookup finds a child by name, without its xattrs and chunks.
 func (db *DB) Lookup(ctx context.Context, parent uint64, name string) (Node, error) {
-	return lookupNode(ctx, db.rq, parent, name, false)
+	q, done := db.reader()
+	defer done()
+	return lookupNode(ctx, q, parent, name, false)
 }
 
 // Children lists up to limit children of parent with names after `after`,
 // in name order, without xattrs and chunks. Pass the last name to continue.
 func (db *DB) Children(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
-	return children(ctx, db.rq, parent, after, limit, false)
+	q, done := db.reader()
+	defer done()
+	return children(ctx, q, parent, after, limit, false)
 }
 
 // Listing lists up to limit children of parent with names after `after`,
@@ -373,7 +393,9 @@ func (db *DB) Children(ctx context.Context, parent uint64, after string, limit i
 // Kind, Mode, Size (a symlink's: its target's length), Mtime and Ctime.
 // Pass the last name to continue.
 func (db *DB) Listing(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
-	rows, err := db.rq.QueryContext(ctx, `SELECT ino, name, kind, mode,
+	q, done := db.reader()
+	defer done()
+	rows, err := q.QueryContext(ctx, `SELECT ino, name, kind, mode,
 		CASE kind WHEN ? THEN length(CAST(target AS BLOB)) ELSE size END, mtime, ctime
 		FROM nodes WHERE parent = ? AND name > ? ORDER BY name LIMIT ?`, KindSymlink, parent, after, limit)
 	if err != nil {
@@ -400,10 +422,12 @@ func (db *DB) Listing(ctx context.Context, parent uint64, after string, limit in
 
 // Stats counts nodes for statfs and status.
 func (db *DB) Stats(ctx context.Context) (nodes, dirty int64, err error) {
-	if err := db.rq.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&nodes); err != nil {
+	q, done := db.reader()
+	defer done()
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&nodes); err != nil {
 		return 0, 0, fmt.Errorf("count nodes: %w", err)
 	}
-	if err := db.rq.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE flags & ? != 0`, FlagContent).Scan(&dirty); err != nil {
+	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE flags & ? != 0`, FlagContent).Scan(&dirty); err != nil {
 		return 0, 0, fmt.Errorf("count dirty nodes: %w", err)
 	}
 	return nodes, dirty, nil
@@ -412,7 +436,9 @@ func (db *DB) Stats(ctx context.Context) (nodes, dirty int64, err error) {
 // GetKV reads a key-value state entry.
 func (db *DB) GetKV(ctx context.Context, key string) ([]byte, bool, error) {
 	var v []byte
-	err := db.rq.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
+	q, done := db.reader()
+	defer done()
+	err := q.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = ?`, key).Scan(&v)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -423,7 +449,18 @@ func (db *DB) GetKV(ctx context.Context, key string) ([]byte, bool, error) {
 }
 
 // Update runs fn in one write transaction, committed if fn returns nil.
+//
+// On a database opened with OpenBatched, the transaction is a batch that
+// other Updates share: Update returns once fn's writes are in the redo
+// log, and a failing fn's writes are taken back.
 func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
+	if db.b != nil {
+		return db.updateBatched(ctx, fn)
+	}
+	return db.updateDirect(ctx, fn)
+}
+
+func (db *DB) updateDirect(ctx context.Context, fn func(*Tx) error) error {
 	t, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
@@ -444,6 +481,15 @@ type Tx struct {
 	ctx context.Context
 	tx  *sql.Tx
 	q   cq
+	rec *recorder // the statements that wrote, for the redo log; nil if not logged
+}
+
+// record logs a write statement run other than through ExecContext.
+func (tx *Tx) record(query string, args []any) error {
+	if tx.rec == nil {
+		return nil
+	}
+	return tx.rec.add(query, args)
 }
 
 // Get reads a whole node.
@@ -626,12 +672,16 @@ func (tx *Tx) GetKV(key string) ([]byte, bool, error) {
 
 // FullChildren lists whole children (with xattrs and chunks), as Children.
 func (db *DB) FullChildren(ctx context.Context, parent uint64, after string, limit int) ([]Node, error) {
-	return children(ctx, db.rq, parent, after, limit, true)
+	q, done := db.reader()
+	defer done()
+	return children(ctx, q, parent, after, limit, true)
 }
 
 // Pending lists the files whose staging content is not yet committed.
 func (db *DB) Pending(ctx context.Context) ([]Node, error) {
-	return pending(ctx, db.rq)
+	q, done := db.reader()
+	defer done()
+	return pending(ctx, q)
 }
 
 // SetTree sets a directory's base tree and flags.
@@ -648,7 +698,9 @@ func (db *DB) Path() string { return strings.TrimSuffix(db.wal, "-wal") }
 // Xattrs reads a node's encoded extended attributes.
 func (db *DB) Xattrs(ctx context.Context, ino uint64) ([]byte, error) {
 	var x []byte
-	err := db.rq.QueryRowContext(ctx, `SELECT xattrs FROM nodes WHERE ino = ?`, ino).Scan(&x)
+	q, done := db.reader()
+	defer done()
+	err := q.QueryRowContext(ctx, `SELECT xattrs FROM nodes WHERE ino = ?`, ino).Scan(&x)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("xattrs of %d: %w", ino, ErrNotFound)
 	}
@@ -728,11 +780,16 @@ func (tx *Tx) Chattr(ino uint64, mode *uint32, mtime *int64, ctime int64) (Node,
 	if mtime != nil {
 		mt = *mtime
 	}
-	n, err := scanNode(tx.q.QueryRowContext(tx.ctx, `UPDATE nodes SET mode = COALESCE(?, mode), mtime = COALESCE(?, mtime), ctime = ?,
-		flags = CASE WHEN parent != ? OR ino = ? THEN flags | ? ELSE flags END WHERE ino = ? RETURNING `+attrCols,
-		m, mt, ctime, OrphanParent, RootIno, FlagChanged, ino), false)
+	const query = `UPDATE nodes SET mode = COALESCE(?, mode), mtime = COALESCE(?, mtime), ctime = ?,
+		flags = CASE WHEN parent != ? OR ino = ? THEN flags | ? ELSE flags END WHERE ino = ? RETURNING ` + attrCols
+	args := []any{m, mt, ctime, OrphanParent, RootIno, FlagChanged, ino}
+	n, err := scanNode(tx.q.QueryRowContext(tx.ctx, query, args...), false)
 	if err != nil {
 		return Node{}, fmt.Errorf("change attributes of %d: %w", ino, err)
+	}
+	// A write through a query: ExecContext did not see it.
+	if err := tx.record(query, args); err != nil {
+		return Node{}, err
 	}
 	if n.Parent != OrphanParent {
 		if err := tx.MarkChanged(n.Parent); err != nil {

@@ -55,8 +55,9 @@ func (c *stmtCache) close() {
 // cq runs queries through cached statements, on the pool or in a
 // transaction.
 type cq struct {
-	c  *stmtCache
-	tx *sql.Tx
+	c   *stmtCache
+	tx  *sql.Tx
+	rec *recorder // logs successful writes when set
 }
 
 func (q cq) stmt(ctx context.Context, query string) *sql.Stmt {
@@ -96,11 +97,18 @@ func (q cq) QueryContext(ctx context.Context, query string, args ...any) (*sql.R
 }
 
 func (q cq) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	var res sql.Result
+	var err error
 	if s := q.stmt(ctx, query); s != nil {
-		return s.ExecContext(ctx, args...)
+		res, err = s.ExecContext(ctx, args...)
+	} else if q.tx != nil {
+		res, err = q.tx.ExecContext(ctx, query, args...)
+	} else {
+		res, err = q.c.db.ExecContext(ctx, query, args...)
 	}
-	if q.tx != nil {
-		return q.tx.ExecContext(ctx, query, args...)
+	if err == nil && q.rec != nil {
+		// A statement that failed changed nothing: only successes are logged.
+		err = q.rec.add(query, args)
 	}
-	return q.c.db.ExecContext(ctx, query, args...)
+	return res, err
 }

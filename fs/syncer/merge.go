@@ -130,6 +130,11 @@ func (s *Syncer) applyLocked(ctx context.Context, head Head) ([]invalidation, er
 	if err != nil {
 		return nil, err
 	}
+	// The merge loads trees, maybe over the network, inside its Update:
+	// commit what is pending first, so lookups meanwhile need not wait.
+	if err := s.cfg.DB.Flush(); err != nil {
+		return nil, err
+	}
 	err = s.cfg.DB.Update(ctx, func(tx *localdb.Tx) error {
 		root, err := tx.Get(localdb.RootIno)
 		if err != nil {
