@@ -11,8 +11,9 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
+
+	"github.com/gofrs/flock"
 )
 
 // Write-behind (OpenBatched): an Update runs in a transaction that stays
@@ -39,6 +40,7 @@ const (
 type batcher struct {
 	mu      sync.Mutex
 	log     *os.File
+	lock    *flock.Flock
 	base    int64   // where the log's records not yet committed start
 	size    int64   // bytes of valid records in the log
 	tx      *sql.Tx // the open batch, nil if none
@@ -46,6 +48,7 @@ type batcher struct {
 	rec     recorder
 	seq     uint64
 	timer   *time.Timer
+	delay   time.Duration // batchDelay; tests lengthen it
 	closed  bool
 	// acked is set while the batch holds acknowledged writes, which only a
 	// read through the batch sees; until then reads use the pool and do
@@ -72,17 +75,21 @@ func OpenBatched(path string) (*DB, error) {
 }
 
 func (db *DB) openRedo(path string) (*batcher, error) {
+	// A lock file beside the log, not a lock on it: Windows locks are
+	// mandatory and would refuse the log's own writes.
+	lk := flock.New(path+".lock", flock.SetPermissions(0o600))
+	if ok, err := lk.TryLock(); err != nil || !ok {
+		return nil, fmt.Errorf("redo log %s is in use by another process (is a mount of this home running?): %v", path, err)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
+		_ = lk.Unlock()
 		return nil, fmt.Errorf("open redo log: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("redo log %s is in use by another process (is a mount of this home running?): %w", path, err)
-	}
-	b := &batcher{log: f}
+	b := &batcher{log: f, lock: lk, delay: batchDelay}
 	if err := db.replay(b, path); err != nil {
 		_ = f.Close()
+		_ = lk.Unlock()
 		return nil, err
 	}
 	return b, nil
@@ -241,9 +248,9 @@ func (db *DB) beginLocked() error {
 		return err
 	}
 	if b.timer == nil {
-		b.timer = time.AfterFunc(batchDelay, db.commitBatch)
+		b.timer = time.AfterFunc(b.delay, db.commitBatch)
 	} else {
-		b.timer.Reset(batchDelay)
+		b.timer.Reset(b.delay)
 	}
 	return nil
 }
@@ -348,7 +355,7 @@ func (db *DB) closeBatch() error {
 		_ = b.tx.Rollback()
 		b.tx = nil
 	}
-	return errors.Join(err, b.log.Close())
+	return errors.Join(err, b.log.Close(), b.lock.Unlock())
 }
 
 // reader returns where a read must run to see every acknowledged write:

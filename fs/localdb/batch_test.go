@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anysync/anysync/crypto"
 )
@@ -119,6 +120,7 @@ func TestMain(m *testing.M) {
 	if path := os.Getenv(crashEnv); path != "" {
 		db, err := OpenBatched(path)
 		if err == nil {
+			db.b.delay = time.Hour // however slow (-race), nothing commits
 			err = everyWrite(db)
 		}
 		if err != nil {

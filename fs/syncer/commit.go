@@ -79,6 +79,26 @@ func (s *Syncer) syncOnce(ctx context.Context) (bool, error) {
 // are latency-bound, large ones are parallel inside.
 const uploadWorkers = 4
 
+// aheadPause is the pause between passes of uploading ahead.
+const aheadPause = 200 * time.Millisecond
+
+// uploadAhead uploads the content of files that are pending and closed,
+// one batch at a time, without committing: while changes go on (an
+// archive being extracted), the commit that follows them then has little
+// left to upload. One worker, at a lower CPU priority, takes what the
+// writers leave of the CPU instead of slowing them (extracting the Go
+// tree: tar slowed 1.3-1.8 s at normal priority, 0.7 s niced, and the
+// sync after it shrank from 2.2 s to 0.7 s).
+func (s *Syncer) uploadAhead(ctx context.Context) error {
+	s.round.Lock()
+	defer s.round.Unlock()
+	pending, err := s.cfg.DB.Pending(ctx)
+	if err != nil {
+		return err
+	}
+	return s.upload(ctx, pending, 1, true)
+}
+
 // uploadBatch is the most files one worker uploads before their results
 // are recorded (in one transaction): enough to amortize the transaction
 // over small files, few enough to keep writers of a file in the batch
@@ -88,6 +108,12 @@ const uploadBatch = 32
 // uploadAll stores the content of pending files, several at a time. Files
 // open for writing are skipped (committed after close).
 func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
+	return s.upload(ctx, pending, uploadWorkers, false)
+}
+
+// upload stores the content of pending files with the given number of
+// workers, in the background (at a lower CPU priority) or not.
+func (s *Syncer) upload(ctx context.Context, pending []localdb.Node, workers int, background bool) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan []uint64)
@@ -95,10 +121,13 @@ func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
 	var mu sync.Mutex
 	var firstErr error
 	batches := (len(pending) + uploadBatch - 1) / uploadBatch
-	for range min(uploadWorkers, batches) {
+	for range min(workers, batches) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if background {
+				lowerPriority()
+			}
 			for inos := range work {
 				err := s.cfg.FS.Upload(ctx, inos, func(r io.Reader) ([]byte, int64, error) {
 					return s.store(ctx, r)

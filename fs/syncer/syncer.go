@@ -145,17 +145,27 @@ func (s *Syncer) Run(ctx context.Context) {
 		}
 		deadline := time.Now().Add(s.cfg.MaxDelay)
 		quiet := time.NewTimer(s.cfg.Quiet)
+		// While changes go on, files already closed upload ahead of the
+		// commit, one at a time, on what CPU the writers leave.
+		ahead := time.NewTimer(s.cfg.Quiet)
 	wait:
 		for {
 			select {
 			case <-ctx.Done():
 				quiet.Stop()
+				ahead.Stop()
 				return
 			case <-s.kick:
 				if time.Until(deadline) > s.cfg.Quiet {
 					quiet.Reset(s.cfg.Quiet)
 				}
+			case <-ahead.C:
+				if err := s.uploadAhead(ctx); err != nil && ctx.Err() == nil {
+					s.cfg.Logf("upload ahead: %v", err)
+				}
+				ahead.Reset(aheadPause)
 			case <-quiet.C:
+				ahead.Stop()
 				break wait
 			}
 		}

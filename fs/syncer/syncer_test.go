@@ -11,6 +11,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/fs/localdb"
@@ -423,5 +424,67 @@ func TestMergeKeepsData(t *testing.T) {
 	}
 	if !b.exists("/f1") || b.read("/f1") != "edited by B" {
 		t.Fatalf("f1 edited by B and deleted earlier by A is gone:\n%s", b.listing())
+	}
+}
+
+// While changes go on, closed files upload ahead of the commit, without
+// committing; a file open for writing waits; the commit after uses what
+// was uploaded.
+func TestUploadAheadWhileBusy(t *testing.T) {
+	c := newCloud(t)
+	a, b := c.device(t, "A"), c.device(t, "B")
+	a.sync.cfg.Quiet = 50 * time.Millisecond
+	_, h, err := a.fs.Create(a.ctx, localdb.RootIno, "open.txt", syscall.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(a.ctx, []byte("partial"), 0); err != nil {
+		t.Fatal(err)
+	}
+	a.write("/closed.txt", "done")
+
+	ctx, cancel := context.WithCancel(a.ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { a.sync.Run(ctx); close(done) }()
+	pendingNames := func() []string {
+		ps, err := a.db.Pending(a.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, p := range ps {
+			names = append(names, p.Name)
+		}
+		return names
+	}
+	// Keep kicking, as a writer would: the quiet period never comes.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		a.sync.Kick()
+		if names := pendingNames(); len(names) == 1 && names[0] == "open.txt" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing uploaded ahead; pending %v", pendingNames())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, commits, err := a.sync.Position(a.ctx); err != nil || commits != 0 {
+		t.Fatalf("uploading ahead committed (%d commits, %v)", commits, err)
+	}
+	cancel()
+	<-done
+
+	if err := h.Release(a.ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.commit()
+	b.pull()
+	if got := b.read("/closed.txt"); got != "done" {
+		t.Fatalf("file uploaded ahead reads %q", got)
+	}
+	if got := b.read("/open.txt"); got != "partial" {
+		t.Fatalf("file closed later reads %q", got)
 	}
 }
