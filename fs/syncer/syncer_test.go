@@ -146,6 +146,21 @@ func (d *device) write(p, content string) {
 	}
 }
 
+// openPartial leaves /open.txt open for writing with "partial" written and
+// writes /closed.txt ("done") beside it.
+func (d *device) openPartial() *node.Handle {
+	d.t.Helper()
+	_, h, err := d.fs.Create(d.ctx, localdb.RootIno, "open.txt", syscall.O_RDWR, 0o644)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if _, err := h.WriteAt(d.ctx, []byte("partial"), 0); err != nil {
+		d.t.Fatal(err)
+	}
+	d.write("/closed.txt", "done")
+	return h
+}
+
 func (d *device) read(p string) string {
 	d.t.Helper()
 	a := d.resolve(p)
@@ -312,14 +327,7 @@ func TestMergeAndConflict(t *testing.T) {
 func TestOpenFileWaitsForClose(t *testing.T) {
 	c := newCloud(t)
 	a, b := c.device(t, "A"), c.device(t, "B")
-	_, h, err := a.fs.Create(a.ctx, localdb.RootIno, "open.txt", syscall.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.WriteAt(a.ctx, []byte("partial"), 0); err != nil {
-		t.Fatal(err)
-	}
-	a.write("/closed.txt", "done")
+	h := a.openPartial()
 	a.commit()
 	b.pull()
 	if _, err := b.fs.Lookup(b.ctx, localdb.RootIno, "open.txt"); !errors.Is(err, syscall.ENOENT) {
@@ -434,14 +442,7 @@ func TestUploadAheadWhileBusy(t *testing.T) {
 	c := newCloud(t)
 	a, b := c.device(t, "A"), c.device(t, "B")
 	a.sync.cfg.Quiet = 50 * time.Millisecond
-	_, h, err := a.fs.Create(a.ctx, localdb.RootIno, "open.txt", syscall.O_RDWR, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.WriteAt(a.ctx, []byte("partial"), 0); err != nil {
-		t.Fatal(err)
-	}
-	a.write("/closed.txt", "done")
+	h := a.openPartial()
 
 	ctx, cancel := context.WithCancel(a.ctx)
 	defer cancel()
