@@ -365,6 +365,11 @@ func unmountCmd(g *globals) *cobra.Command {
 			// The daemon exits once unmounted; its socket goes with it.
 			for ctx.Err() == nil {
 				if _, err := daemon.Call(ctx, g.home, daemon.Request{Op: daemon.OpStatus}); errors.Is(err, daemon.ErrNotRunning) {
+					// Then the process itself: a mount right after this
+					// must not find the home still locked.
+					if err := daemon.WaitStopped(ctx, g.home); err != nil {
+						return err
+					}
 					fmt.Printf("Unmounted %s.\n", dir)
 					return nil
 				}

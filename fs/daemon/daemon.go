@@ -306,6 +306,26 @@ func (d *daemon) watch(ctx context.Context) {
 
 // lockHome takes the home folder's lock, so two daemons never share one
 // node table.
+// WaitStopped waits until no daemon holds home's lock: after its control
+// socket is gone, a daemon still closes its database and cache, and a
+// mount started meanwhile would find the home in use.
+func WaitStopped(ctx context.Context, home string) error {
+	for {
+		f, err := lockHome(home)
+		if err == nil {
+			return f.Close()
+		}
+		if !errors.Is(err, ErrLocked) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for the daemon to exit: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
 func lockHome(home string) (*os.File, error) {
 	if err := os.MkdirAll(home, 0o700); err != nil {
 		return nil, fmt.Errorf("create home %s: %w", home, err)
