@@ -9,9 +9,11 @@ import (
 // stmtCache keeps prepared statements: parsing SQL costs more than running
 // these small queries, and the node table is queried on every FUSE call.
 type stmtCache struct {
-	db *sql.DB
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	db     *sql.DB
+	mu     sync.Mutex
+	m      map[string]*sql.Stmt
+	closed bool
+	bg     sync.WaitGroup // prepareLater's goroutines
 }
 
 func newStmtCache(db *sql.DB) *stmtCache { return &stmtCache{db: db, m: map[string]*sql.Stmt{}} }
@@ -43,7 +45,28 @@ func (c *stmtCache) cached(q string) *sql.Stmt {
 	return c.m[q]
 }
 
+// prepareLater prepares q in the background, unless the cache is closing.
+func (c *stmtCache) prepareLater(ctx context.Context, q string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		c.get(ctx, q)
+	}()
+}
+
+// close waits for background prepares (one still running could open a
+// connection, and files beside the database, after Close returned) and
+// closes the statements.
 func (c *stmtCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	c.bg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, s := range c.m {
@@ -70,7 +93,7 @@ func (q cq) stmt(ctx context.Context, query string) *sql.Stmt {
 		// for the write lock this transaction holds (a stall of the busy
 		// timeout, then "database is locked"). Run it unprepared here, and
 		// prepare it for next time outside any transaction.
-		go q.c.get(context.WithoutCancel(ctx), query)
+		q.c.prepareLater(context.WithoutCancel(ctx), query)
 		return nil
 	}
 	return q.tx.StmtContext(ctx, s)
