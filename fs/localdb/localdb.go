@@ -452,7 +452,9 @@ func (db *DB) GetKV(ctx context.Context, key string) ([]byte, bool, error) {
 //
 // On a database opened with OpenBatched, the transaction is a batch that
 // other Updates share: Update returns once fn's writes are in the redo
-// log, and a failing fn's writes are taken back.
+// log, and a failing fn's writes are taken back. fn reads through tx only:
+// a DB method called from fn waits for the batch fn holds (a merge that
+// reads the blob index calls Flush first, so its reads use the pool).
 func (db *DB) Update(ctx context.Context, fn func(*Tx) error) error {
 	if db.b != nil {
 		return db.updateBatched(ctx, fn)
