@@ -437,3 +437,27 @@ func FuzzDecodeRecord(f *testing.F) {
 		}
 	})
 }
+
+// Deduplication reads the committed index only: it does not wait for the
+// open batch, and sees its entries once committed; LookupBlob sees them
+// at once.
+func TestHasCommittedBlob(t *testing.T) {
+	db := openBatchedDB(t, filepath.Join(t.TempDir(), "node.db"))
+	ctx := context.Background()
+	id := crypto.ID{7}
+	if err := db.AddBlobs(ctx, []BlobEntry{{ID: id, BlobLocation: BlobLocation{Pack: "p", Offset: 1, Length: 2}}}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, err := db.LookupBlob(ctx, id); err != nil || !ok {
+		t.Fatalf("LookupBlob in the open batch: %v %v", ok, err)
+	}
+	if ok, err := db.HasCommittedBlob(ctx, id); err != nil || ok {
+		t.Fatalf("HasCommittedBlob before the batch commits: %v %v", ok, err)
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := db.HasCommittedBlob(ctx, id); err != nil || !ok {
+		t.Fatalf("HasCommittedBlob after the commit: %v %v", ok, err)
+	}
+}

@@ -22,6 +22,21 @@ type BlobEntry struct {
 	BlobLocation
 }
 
+// HasCommittedBlob reports whether the local index holds a blob, reading
+// only what is committed to the database: on a batched database it does not
+// wait for the open batch, and misses entries the batch adds.
+func (db *DB) HasCommittedBlob(ctx context.Context, id crypto.ID) (bool, error) {
+	var one int
+	err := db.rq.QueryRowContext(ctx, `SELECT 1 FROM blobs WHERE id = ?`, id[:]).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("look up blob %s: %w", id.Short(), err)
+	}
+	return true, nil
+}
+
 // LookupBlob finds a blob in the local index.
 func (db *DB) LookupBlob(ctx context.Context, id crypto.ID) (BlobLocation, bool, error) {
 	var loc BlobLocation

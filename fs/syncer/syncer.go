@@ -317,6 +317,13 @@ func (x Index) Lookup(id crypto.ID) (repo.Location, bool, error) {
 	return repo.Location{Pack: loc.Pack, Offset: loc.Offset, Length: loc.Length}, ok, err
 }
 
+// Known implements repo.DedupIndex: it reads the committed index without
+// waiting for the node database's open batch (the uploader, on a niced
+// thread, held that lock against the FUSE handlers for every chunk).
+func (x Index) Known(id crypto.ID) (bool, error) {
+	return x.DB.HasCommittedBlob(context.Background(), id)
+}
+
 // Add implements repo.Index: entries of packs this device uploaded, which
 // the next commit carries.
 func (x Index) Add(entries []repo.IndexEntry) error {

@@ -27,6 +27,14 @@ type Index interface {
 	Add(entries []IndexEntry) error
 }
 
+// DedupIndex is an Index with a cheaper lookup for deduplication that may
+// miss entries added in the last moments. A miss there only stores a blob
+// twice (the index keeps the first location); reads use Lookup.
+type DedupIndex interface {
+	Index
+	Known(id crypto.ID) (bool, error)
+}
+
 // BatchIndex is an Index that also looks many IDs up at once (a backup
 // looks up thousands of small files' blobs; one query per blob costs more
 // than hashing them).

@@ -248,6 +248,14 @@ func (r *Repo) Has(id crypto.ID) (bool, error) {
 	if ok {
 		return true, nil
 	}
+	return r.known(id)
+}
+
+// known is the index lookup of deduplication.
+func (r *Repo) known(id crypto.ID) (bool, error) {
+	if d, ok := r.index.(DedupIndex); ok {
+		return d.Known(id)
+	}
 	_, ok, err := r.index.Lookup(id)
 	return ok, err
 }
@@ -278,7 +286,7 @@ func (r *Repo) saveBlob(ctx context.Context, t crypto.BlobType, id crypto.ID, pl
 	if err := r.takeUploadErr(); err != nil {
 		return err
 	}
-	if _, ok, err := r.index.Lookup(id); err != nil {
+	if ok, err := r.known(id); err != nil {
 		return fmt.Errorf("look up blob %s: %w", id.Short(), err)
 	} else if ok {
 		return nil
