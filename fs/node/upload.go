@@ -23,7 +23,11 @@ var ErrBusy = errors.New("node busy")
 // store; readers go on. Files open for writing or being uploaded are
 // skipped (ErrBusy is returned if nothing else failed), as are files no
 // longer pending.
-func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) (chunks []byte, size int64, err error)) error {
+//
+// persist, if not nil, makes what store stored durable (the repository's
+// open packs uploaded and indexed) before any of it is recorded: a row
+// must never name chunks that a crash could lose with an unsent pack.
+func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) (chunks []byte, size int64, err error), persist func(context.Context) error) error {
 	claimed := make([]uint64, 0, len(inos))
 	busy := false
 	f.omu.Lock()
@@ -67,6 +71,13 @@ func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) 
 		}
 		if ok {
 			done = append(done, stored{ino, chunks, size})
+		}
+	}
+
+	if len(done) > 0 && persist != nil {
+		if err := persist(ctx); err != nil {
+			done = nil // nothing recorded: the content stays pending
+			serr = errors.Join(serr, fmt.Errorf("store packs: %w", err))
 		}
 	}
 

@@ -62,7 +62,7 @@ func TestUploadBatch(t *testing.T) {
 		stored = append(stored, b)
 		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
 	}
-	err = f.Upload(ctx, []uint64{smallIno, largeIno, readIno, busyIno}, store)
+	err = f.Upload(ctx, []uint64{smallIno, largeIno, readIno, busyIno}, store, nil)
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("Upload with a file open for writing: %v, want ErrBusy", err)
 	}
@@ -96,7 +96,7 @@ func TestUploadBatch(t *testing.T) {
 	closeH(reader)
 	closeH(writer)
 	// Once closed, the busy file uploads.
-	if err := f.Upload(ctx, []uint64{busyIno}, store); err != nil {
+	if err := f.Upload(ctx, []uint64{busyIno}, store, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := f.db.Get(ctx, busyIno); n.Flags&localdb.FlagContent != 0 {
@@ -135,7 +135,7 @@ func TestUploadBatchFileDeleted(t *testing.T) {
 		b, err := io.ReadAll(r)
 		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
 	}
-	if err := f.Upload(ctx, inos, store); err != nil {
+	if err := f.Upload(ctx, inos, store, nil); err != nil {
 		t.Fatalf("Upload with a file deleted meanwhile: %v", err)
 	}
 	if calls != 2 {
@@ -145,5 +145,59 @@ func TestUploadBatchFileDeleted(t *testing.T) {
 		if n, err := f.db.Get(ctx, ino); err != nil || n.Flags&localdb.FlagContent != 0 {
 			t.Fatalf("node %d after upload: flags %d, %v", ino, n.Flags, err)
 		}
+	}
+}
+
+// TestUploadPersistsBeforeRecording: what store stored is made durable
+// (persist) before any row records it, and a failed persist records
+// nothing, so the content stays pending. Recording first lost files whose
+// blobs were still in an unsent pack when the daemon was killed.
+func TestUploadPersistsBeforeRecording(t *testing.T) {
+	f := newTestFS(t)
+	ctx := context.Background()
+	var inos []uint64
+	for i := range 2 {
+		a, h, err := f.Create(ctx, localdb.RootIno, fmt.Sprintf("f%d", i), syscall.O_RDWR, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt(ctx, []byte("content"), 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		inos = append(inos, a.Ino)
+	}
+	store := func(r io.Reader) ([]byte, int64, error) {
+		b, err := io.ReadAll(r)
+		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
+	}
+	pendingNow := func() int {
+		ps, err := f.db.Pending(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ps)
+	}
+	boom := errors.New("server down")
+	err := f.Upload(ctx, inos, store, func(context.Context) error {
+		if n := pendingNow(); n != 2 {
+			t.Errorf("persist ran after %d of 2 files were recorded", 2-n)
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Upload with a failing persist: %v", err)
+	}
+	if n := pendingNow(); n != 2 {
+		t.Fatalf("after a failed persist %d files are pending, want 2", n)
+	}
+	persisted := false
+	if err := f.Upload(ctx, inos, store, func(context.Context) error { persisted = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !persisted || pendingNow() != 0 {
+		t.Fatalf("after upload: persisted %v, %d pending", persisted, pendingNow())
 	}
 }

@@ -131,7 +131,7 @@ func (s *Syncer) upload(ctx context.Context, pending []localdb.Node, workers int
 			for inos := range work {
 				err := s.cfg.FS.Upload(ctx, inos, func(r io.Reader) ([]byte, int64, error) {
 					return s.store(ctx, r)
-				})
+				}, s.cfg.Repo.Flush)
 				if err != nil && !errors.Is(err, node.ErrBusy) {
 					mu.Lock()
 					if firstErr == nil {
