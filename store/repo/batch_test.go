@@ -163,3 +163,40 @@ type plainIndex struct{ x *MemIndex }
 
 func (p plainIndex) Lookup(id crypto.ID) (Location, bool, error) { return p.x.Lookup(id) }
 func (p plainIndex) Add(e []IndexEntry) error                    { return p.x.Add(e) }
+
+// dedupIndex answers deduplication from its own set (DedupIndex) and
+// reads from the index below it.
+type dedupIndex struct {
+	plainIndex
+	known map[crypto.ID]bool
+	asked int
+}
+
+func (d *dedupIndex) Known(id crypto.ID) (bool, error) {
+	d.asked++
+	return d.known[id], nil
+}
+
+// Deduplication asks DedupIndex.Known, not Lookup: what Known reports as
+// stored is not stored again.
+func TestSaveBlobDedupsThroughKnown(t *testing.T) {
+	data := []byte("known elsewhere")
+	idx := &dedupIndex{plainIndex: plainIndex{NewMemIndex()}, known: map[crypto.ID]bool{}}
+	r, err := Open(Config{Keys: testKeys(3), Objects: objstore.NewMem(), Index: idx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx.known[r.ID(data)] = true
+	if _, err := r.SaveBlob(context.Background(), crypto.BlobData, data); err != nil {
+		t.Fatal(err)
+	}
+	if idx.asked != 1 || r.PendingBlobs() != 0 {
+		t.Fatalf("Known asked %d times, %d blobs pending; want 1 and 0", idx.asked, r.PendingBlobs())
+	}
+	if _, err := r.SaveBlob(context.Background(), crypto.BlobData, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	if r.PendingBlobs() != 1 {
+		t.Fatalf("%d blobs pending after a new blob, want 1", r.PendingBlobs())
+	}
+}
