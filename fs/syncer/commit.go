@@ -96,7 +96,7 @@ func (s *Syncer) uploadAhead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.upload(ctx, pending, 1, true)
+	return s.upload(ctx, pending, true)
 }
 
 // uploadBatch is the most files one worker uploads before their results
@@ -108,12 +108,16 @@ const uploadBatch = 32
 // uploadAll stores the content of pending files, several at a time. Files
 // open for writing are skipped (committed after close).
 func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
-	return s.upload(ctx, pending, uploadWorkers, false)
+	return s.upload(ctx, pending, false)
 }
 
-// upload stores the content of pending files with the given number of
-// workers, in the background (at a lower CPU priority) or not.
-func (s *Syncer) upload(ctx context.Context, pending []localdb.Node, workers int, background bool) error {
+// upload stores the content of pending files: with uploadWorkers, or in
+// the background with one worker at a lower CPU priority.
+func (s *Syncer) upload(ctx context.Context, pending []localdb.Node, background bool) error {
+	workers := uploadWorkers
+	if background {
+		workers = 1
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	work := make(chan []uint64)
