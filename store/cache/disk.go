@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -267,10 +268,10 @@ func (c *Cache) writeBlob(id crypto.ID, sealed []byte, durable bool) error {
 	}
 	// Rename and index under the lock, so an eviction can never delete a
 	// file that the index then claims is there.
-	err = os.Rename(tmp, dst)
+	err = rename(tmp, dst)
 	if errors.Is(err, os.ErrNotExist) {
 		if err = os.MkdirAll(filepath.Dir(dst), 0o700); err == nil {
-			err = os.Rename(tmp, dst)
+			err = rename(tmp, dst)
 		}
 	}
 	if err != nil {
@@ -287,6 +288,16 @@ func (c *Cache) writeBlob(id crypto.ID, sealed []byte, durable bool) error {
 		if err := syncDir(filepath.Dir(dst)); err != nil {
 			return fmt.Errorf("write blob %s: %w", id.Short(), err)
 		}
+	}
+	return nil
+}
+
+// rename is rename(2). os.Rename first stats the target to refuse
+// replacing a directory, which the cache's blob paths never are: a
+// system call per cached blob (~20 µs on this VM) for nothing.
+func rename(from, to string) error {
+	if err := syscall.Rename(from, to); err != nil {
+		return &os.LinkError{Op: "rename", Old: from, New: to, Err: err}
 	}
 	return nil
 }
