@@ -60,8 +60,12 @@ func (h *Handle) Ino() uint64 { return h.of.ino }
 func (f *FS) acquire(ino uint64, write bool) *openFile {
 	f.omu.Lock()
 	defer f.omu.Unlock()
-	for write && f.busy[ino] {
-		f.cond.Wait()
+	if write && f.busy[ino] {
+		f.waiting.Add(1)
+		for f.busy[ino] {
+			f.cond.Wait()
+		}
+		f.waiting.Add(-1)
 	}
 	of := f.open[ino]
 	if of == nil {

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -92,6 +93,8 @@ type FS struct {
 	cond *sync.Cond // on omu: signalled when an upload ends
 	open map[uint64]*openFile
 	busy map[uint64]bool // nodes whose staging file is being uploaded
+
+	waiting atomic.Int32 // writers waiting for busy nodes
 }
 
 // New returns the node layer, after recovering from any crash: nodes

@@ -15,76 +15,97 @@ import (
 // already being uploaded. It is retried on a later commit.
 var ErrBusy = errors.New("node busy")
 
-// Upload hands the staged content of pending files to store, which returns
-// the encoded chunk list and size it stored, and records them as the nodes'
-// committed content: the files stored without error, in one transaction
-// (a transaction per file cost more than storing a small file). Writers
-// wait while their file is in a batch, so its content cannot change under
-// store; readers go on. Files open for writing or being uploaded are
-// skipped (ErrBusy is returned if nothing else failed), as are files no
-// longer pending.
+// Stored is content that StoreContent stored and that is not recorded
+// yet. Its files stay claimed (writers opening them wait) until Record or
+// Release, so their content cannot change before it is recorded.
+type Stored struct {
+	f       *FS
+	claimed []uint64
+	done    []storedContent
+	busy    bool // some files were skipped: open for writing or claimed
+}
+
+type storedContent struct {
+	ino    uint64
+	chunks []byte
+	size   int64
+}
+
+// Len returns the number of files whose content was stored.
+func (st *Stored) Len() int { return len(st.done) }
+
+// StoreContent claims pending files and hands their staged content to
+// store, which returns the encoded chunk list and size it stored. Readers
+// go on; writers wait while a file is claimed. Files open for writing or
+// claimed already are skipped (Record then returns ErrBusy), as are files
+// no longer pending. On an error the content stored before it is kept in
+// the result, which the caller records or releases either way.
 //
-// persist, if not nil, makes what store stored durable (the repository's
-// open packs uploaded and indexed) before any of it is recorded: a row
-// must never name chunks that a crash could lose with an unsent pack.
-func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) (chunks []byte, size int64, err error), persist func(context.Context) error) error {
-	claimed := make([]uint64, 0, len(inos))
-	busy := false
+// What store stored must be durable (the repository's open packs uploaded
+// and indexed) before the caller records it: a row must never name chunks
+// that a crash could lose with an unsent pack.
+func (f *FS) StoreContent(ctx context.Context, inos []uint64, store func(r io.Reader) (chunks []byte, size int64, err error)) (*Stored, error) {
+	st := &Stored{f: f, claimed: make([]uint64, 0, len(inos))}
 	f.omu.Lock()
 	for _, ino := range inos {
 		if of := f.open[ino]; (of != nil && of.writers > 0) || f.busy[ino] {
-			busy = true
+			st.busy = true
 			continue
 		}
 		f.busy[ino] = true
-		claimed = append(claimed, ino)
+		st.claimed = append(st.claimed, ino)
 	}
 	f.omu.Unlock()
-	defer func() {
-		f.omu.Lock()
-		for _, ino := range claimed {
-			delete(f.busy, ino)
-		}
-		f.cond.Broadcast()
-		f.omu.Unlock()
-	}()
 
-	type stored struct {
-		ino    uint64
-		chunks []byte
-		size   int64
+	rows, err := f.db.GetMany(ctx, st.claimed)
+	if err != nil {
+		return st, err
 	}
-	done := make([]stored, 0, len(claimed))
-	rows, serr := f.db.GetMany(ctx, claimed)
-	for _, ino := range claimed {
-		if serr != nil {
-			break
-		}
+	st.done = make([]storedContent, 0, len(st.claimed))
+	for _, ino := range st.claimed {
 		n, ok := rows[ino]
 		if !ok {
 			continue // gone
 		}
 		chunks, size, ok, err := f.storeContent(ctx, n, store)
 		if err != nil {
-			serr = err
-			break
+			return st, err
 		}
 		if ok {
-			done = append(done, stored{ino, chunks, size})
+			st.done = append(st.done, storedContent{ino, chunks, size})
 		}
 	}
+	return st, nil
+}
 
-	if len(done) > 0 && persist != nil {
-		if err := persist(ctx); err != nil {
-			done = nil // nothing recorded: the content stays pending
-			serr = errors.Join(serr, fmt.Errorf("store packs: %w", err))
-		}
+// Release lets go of the files without recording anything: their content
+// stays pending.
+func (st *Stored) Release() {
+	st.done = nil
+	st.release()
+}
+
+func (st *Stored) release() {
+	f := st.f
+	f.omu.Lock()
+	for _, ino := range st.claimed {
+		delete(f.busy, ino)
 	}
+	st.claimed = nil
+	f.cond.Broadcast()
+	f.omu.Unlock()
+}
 
-	// Record what was stored, even after a failure: it is uploaded.
-	var batch []stored
+// Record records the stored content as the files' committed content (the
+// closed files in one transaction: a transaction per file cost more than
+// storing a small file) and lets go of the files. It returns ErrBusy if
+// StoreContent skipped files and nothing failed.
+func (st *Stored) Record(ctx context.Context) error {
+	defer st.release()
+	f := st.f
+	var batch []storedContent
 	var rerr error
-	for _, d := range done {
+	for _, d := range st.done {
 		f.omu.Lock()
 		of := f.open[d.ino]
 		f.omu.Unlock()
@@ -100,6 +121,7 @@ func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) 
 		of.mu.Unlock()
 		rerr = errors.Join(rerr, err)
 	}
+	st.done = nil
 	var drops []string
 	if len(batch) > 0 {
 		f.mu.Lock()
@@ -126,14 +148,18 @@ func (f *FS) Upload(ctx context.Context, inos []uint64, store func(r io.Reader) 
 	for _, name := range drops {
 		f.removeStaging(name)
 	}
-	if err := errors.Join(serr, rerr); err != nil {
-		return err
+	if rerr != nil {
+		return rerr
 	}
-	if busy {
+	if st.busy {
 		return ErrBusy
 	}
 	return nil
 }
+
+// WriterWaiting reports whether a writer is waiting for a claimed file,
+// so that whoever holds stored content records it soon.
+func (f *FS) WriterWaiting() bool { return f.waiting.Load() > 0 }
 
 // storeContent stores the pending content of a node read while it is
 // claimed; ok is false when it has none (committed meanwhile).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/anysync/anysync/fs/localdb"
 )
@@ -62,7 +63,7 @@ func TestUploadBatch(t *testing.T) {
 		stored = append(stored, b)
 		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
 	}
-	err = f.Upload(ctx, []uint64{smallIno, largeIno, readIno, busyIno}, store, nil)
+	err = upload(ctx, f, []uint64{smallIno, largeIno, readIno, busyIno}, store)
 	if !errors.Is(err, ErrBusy) {
 		t.Fatalf("Upload with a file open for writing: %v, want ErrBusy", err)
 	}
@@ -96,7 +97,7 @@ func TestUploadBatch(t *testing.T) {
 	closeH(reader)
 	closeH(writer)
 	// Once closed, the busy file uploads.
-	if err := f.Upload(ctx, []uint64{busyIno}, store, nil); err != nil {
+	if err := upload(ctx, f, []uint64{busyIno}, store); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := f.db.Get(ctx, busyIno); n.Flags&localdb.FlagContent != 0 {
@@ -135,7 +136,7 @@ func TestUploadBatchFileDeleted(t *testing.T) {
 		b, err := io.ReadAll(r)
 		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
 	}
-	if err := f.Upload(ctx, inos, store, nil); err != nil {
+	if err := upload(ctx, f, inos, store); err != nil {
 		t.Fatalf("Upload with a file deleted meanwhile: %v", err)
 	}
 	if calls != 2 {
@@ -148,11 +149,17 @@ func TestUploadBatchFileDeleted(t *testing.T) {
 	}
 }
 
-// TestUploadPersistsBeforeRecording: what store stored is made durable
-// (persist) before any row records it, and a failed persist records
-// nothing, so the content stays pending. Recording first lost files whose
-// blobs were still in an unsent pack when the daemon was killed.
-func TestUploadPersistsBeforeRecording(t *testing.T) {
+// upload stores and records at once, as the syncer does once the packs
+// are stored.
+func upload(ctx context.Context, f *FS, inos []uint64, store func(io.Reader) ([]byte, int64, error)) error {
+	st, err := f.StoreContent(ctx, inos, store)
+	return errors.Join(err, st.Record(ctx))
+}
+
+// TestStoredHoldsUntilRecorded: stored content is recorded only by Record
+// (the syncer stores the packs first), Release records nothing, and until
+// either a writer of a stored file waits, and says so.
+func TestStoredHoldsUntilRecorded(t *testing.T) {
 	f := newTestFS(t)
 	ctx := context.Background()
 	var inos []uint64
@@ -180,24 +187,55 @@ func TestUploadPersistsBeforeRecording(t *testing.T) {
 		}
 		return len(ps)
 	}
-	boom := errors.New("server down")
-	err := f.Upload(ctx, inos, store, func(context.Context) error {
-		if n := pendingNow(); n != 2 {
-			t.Errorf("persist ran after %d of 2 files were recorded", 2-n)
-		}
-		return boom
-	})
-	if !errors.Is(err, boom) {
-		t.Fatalf("Upload with a failing persist: %v", err)
+
+	st, err := f.StoreContent(ctx, inos, store)
+	if err != nil || st.Len() != 2 {
+		t.Fatalf("StoreContent: %d stored, %v", st.Len(), err)
 	}
 	if n := pendingNow(); n != 2 {
-		t.Fatalf("after a failed persist %d files are pending, want 2", n)
+		t.Fatalf("%d of 2 files recorded before Record", 2-n)
 	}
-	persisted := false
-	if err := f.Upload(ctx, inos, store, func(context.Context) error { persisted = true; return nil }); err != nil {
+	st.Release()
+	if n := pendingNow(); n != 2 {
+		t.Fatalf("after Release %d files are pending, want 2", n)
+	}
+
+	st, err = f.StoreContent(ctx, inos, store)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !persisted || pendingNow() != 0 {
-		t.Fatalf("after upload: persisted %v, %d pending", persisted, pendingNow())
+	if f.WriterWaiting() {
+		t.Fatal("a writer waits before anyone opened a file")
+	}
+	opened := make(chan error, 1)
+	go func() {
+		h, err := f.Open(ctx, inos[0], syscall.O_WRONLY|syscall.O_TRUNC)
+		if err == nil {
+			err = h.Release(ctx)
+		}
+		opened <- err
+	}()
+	deadline := time.After(10 * time.Second)
+	for !f.WriterWaiting() {
+		select {
+		case err := <-opened:
+			t.Fatalf("a writer opened a file held for recording (%v)", err)
+		case <-deadline:
+			t.Fatal("a writer of a held file does not count as waiting")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := st.Record(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-opened; err != nil {
+		t.Fatal(err)
+	}
+	if f.WriterWaiting() {
+		t.Fatal("the writer still counts as waiting after it opened")
+	}
+	// f0 is pending again: the writer truncated it.
+	if n, err := f.db.Get(ctx, inos[1]); err != nil || n.Flags&localdb.FlagContent != 0 || len(n.Chunks) == 0 {
+		t.Fatalf("f1 after Record: flags %d, %d chunk bytes, %v", n.Flags, len(n.Chunks), err)
 	}
 }

@@ -99,11 +99,16 @@ func (s *Syncer) uploadAhead(ctx context.Context) error {
 	return s.upload(ctx, pending, true)
 }
 
-// uploadBatch is the most files one worker uploads before their results
-// are recorded (in one transaction): enough to amortize the transaction
-// over small files, few enough to keep writers of a file in the batch
-// waiting briefly.
+// uploadBatch is the most files one worker stores before it looks at
+// whether to record what it stored: few enough to keep a writer waiting
+// for a file in the batch briefly.
 const uploadBatch = 32
+
+// recordEvery is how long stored content may wait to be recorded. Its
+// packs are stored (Repo.Flush) before rows may name its chunks; done for
+// every batch, that made a pack per 32 small files (360 packs for the Go
+// tree) and cost the extraction a second or more.
+const recordEvery = 250 * time.Millisecond
 
 // uploadAll stores the content of pending files, several at a time. Files
 // open for writing are skipped (committed after close).
@@ -111,19 +116,86 @@ func (s *Syncer) uploadAll(ctx context.Context, pending []localdb.Node) error {
 	return s.upload(ctx, pending, false)
 }
 
+// unrecorded holds the batches a pass stored and has not recorded yet;
+// their files stay claimed.
+type unrecorded struct {
+	mu    sync.Mutex
+	held  []*node.Stored
+	since time.Time
+}
+
+func (u *unrecorded) add(st *node.Stored) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.held) == 0 {
+		u.since = time.Now()
+	}
+	u.held = append(u.held, st)
+}
+
+// take returns the held batches if they were held for every (or now is
+// set).
+func (u *unrecorded) take(now bool, every time.Duration) []*node.Stored {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if !now && time.Since(u.since) < every {
+		return nil
+	}
+	h := u.held
+	u.held = nil
+	return h
+}
+
+// recordStored stores the open packs, then records the batches' content;
+// if the packs cannot be stored, nothing is recorded and the content
+// stays pending.
+func (s *Syncer) recordStored(ctx context.Context, held []*node.Stored) error {
+	n := 0
+	for _, st := range held {
+		n += st.Len()
+	}
+	if n > 0 {
+		if err := s.cfg.Repo.Flush(ctx); err != nil {
+			for _, st := range held {
+				st.Release()
+			}
+			return fmt.Errorf("store packs: %w", err)
+		}
+	}
+	var err error
+	for _, st := range held {
+		if rerr := st.Record(ctx); rerr != nil && !errors.Is(rerr, node.ErrBusy) {
+			err = errors.Join(err, rerr)
+		}
+	}
+	return err
+}
+
 // upload stores the content of pending files: with uploadWorkers, or in
-// the background with one worker at a lower CPU priority.
-func (s *Syncer) upload(ctx context.Context, pending []localdb.Node, background bool) error {
+// the background with one worker at a lower CPU priority. What it stored
+// is recorded every recordEvery, when a writer waits for a file it holds,
+// and at the end.
+func (s *Syncer) upload(parent context.Context, pending []localdb.Node, background bool) error {
 	workers := uploadWorkers
 	if background {
 		workers = 1
 	}
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
 	work := make(chan []uint64)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		mu.Unlock()
+	}
+	var held unrecorded
+	store := func(r io.Reader) ([]byte, int64, error) { return s.store(ctx, r) }
 	batches := (len(pending) + uploadBatch - 1) / uploadBatch
 	for range min(workers, batches) {
 		wg.Add(1)
@@ -133,16 +205,15 @@ func (s *Syncer) upload(ctx context.Context, pending []localdb.Node, background 
 				lowerPriority()
 			}
 			for inos := range work {
-				err := s.cfg.FS.Upload(ctx, inos, func(r io.Reader) ([]byte, int64, error) {
-					return s.store(ctx, r)
-				}, s.cfg.Repo.Flush)
-				if err != nil && !errors.Is(err, node.ErrBusy) {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-						cancel()
+				st, err := s.cfg.FS.StoreContent(ctx, inos, store)
+				held.add(st)
+				if err != nil {
+					fail(err)
+				}
+				if due := held.take(s.cfg.FS.WriterWaiting(), s.recordEvery); due != nil {
+					if err := s.recordStored(ctx, due); err != nil {
+						fail(err)
 					}
-					mu.Unlock()
 				}
 			}
 		}()
@@ -164,6 +235,11 @@ feed:
 	}
 	close(work)
 	wg.Wait()
+	// What was stored is recorded even after a failure, under the
+	// caller's context: it is uploaded once its packs are.
+	if err := s.recordStored(parent, held.take(true, 0)); err != nil {
+		fail(err)
+	}
 	if firstErr != nil {
 		return firstErr
 	}

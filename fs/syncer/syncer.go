@@ -84,6 +84,8 @@ type Syncer struct {
 
 	round sync.Mutex // one sync round at a time
 
+	recordEvery time.Duration // see the constant
+
 	inv Invalidator
 
 	// bufs holds smallFile+1 byte buffers: one more than a small file, so
@@ -116,7 +118,7 @@ func New(cfg Config) *Syncer {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	st := &Syncer{cfg: cfg, kick: make(chan struct{}, 1)}
+	st := &Syncer{cfg: cfg, kick: make(chan struct{}, 1), recordEvery: recordEvery}
 	st.bufs.New = func() any {
 		b := make([]byte, smallFile+1)
 		return &b

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -487,5 +489,68 @@ func TestUploadAheadWhileBusy(t *testing.T) {
 	}
 	if got := b.read("/open.txt"); got != "partial" {
 		t.Fatalf("file closed later reads %q", got)
+	}
+}
+
+// countingObjects counts stored objects and can refuse to store them.
+type countingObjects struct {
+	objstore.ObjectStore
+	puts atomic.Int32
+	down atomic.Bool
+}
+
+func (o *countingObjects) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	if o.down.Load() {
+		return errors.New("storage down")
+	}
+	o.puts.Add(1)
+	return o.ObjectStore.Put(ctx, name, r, size)
+}
+
+// TestUploadRecordsOncePacksAreStored: a pass over many batches of small
+// files records them once their pack is stored, not with a pack per batch
+// (360 packs for the Go tree); if the pack cannot be stored, nothing is
+// recorded and every file stays pending.
+func TestUploadRecordsOncePacksAreStored(t *testing.T) {
+	c := newCloud(t)
+	objs := &countingObjects{ObjectStore: c.objs}
+	c.objs = objs
+	d := c.device(t, "A")
+	d.sync.recordEvery = time.Hour // only the end of the pass records
+	const files = 10 * uploadBatch
+	for i := range files {
+		d.write(fmt.Sprintf("/f%03d", i), fmt.Sprintf("content %d", i))
+	}
+	pending := func() []localdb.Node {
+		ps, err := d.db.Pending(d.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ps
+	}
+
+	objs.down.Store(true)
+	if err := d.sync.uploadAll(d.ctx, pending()); err == nil {
+		t.Fatal("upload with the storage down succeeded")
+	}
+	if n := len(pending()); n != files {
+		t.Fatalf("after a failed pack upload %d of %d files are pending", n, files)
+	}
+
+	objs.down.Store(false)
+	if err := d.sync.uploadAll(d.ctx, pending()); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(pending()); n != 0 {
+		t.Fatalf("%d files pending after the upload", n)
+	}
+	if n := objs.puts.Load(); n != 1 {
+		t.Fatalf("%d batches of small files stored %d packs, want 1", files/uploadBatch, n)
+	}
+	d.commit()
+	b := c.device(t, "B")
+	b.pull()
+	if got := b.read("/f123"); got != "content 123" {
+		t.Fatalf("/f123 on another device reads %q", got)
 	}
 }
