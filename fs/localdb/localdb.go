@@ -410,7 +410,8 @@ func (db *DB) Listing(ctx context.Context, parent uint64, after string, limit in
 		}
 		n.Parent = parent
 		if out == nil {
-			out = make([]Node, 0, limit)
+			// Most directories are small; limit is what a page may hold.
+			out = make([]Node, 0, min(limit, 64))
 		}
 		out = append(out, n)
 	}

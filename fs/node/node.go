@@ -296,22 +296,25 @@ func (f *FS) ReadDir(ctx context.Context, ino uint64, after string, limit int) (
 	if isVirtual(ino) {
 		return f.vReadDir(ctx, ino, after, limit)
 	}
-	if after == "" {
-		n, err := f.db.Attr(ctx, ino)
-		if err != nil {
-			return nil, dbErr(err)
-		}
-		if n.Kind != localdb.KindDir {
-			return nil, syscall.ENOTDIR
-		}
-	}
 	hidden := f.hiddenIn(ino) // nil, nearly always
 	var out []DirEntry
-	for {
+	for first := after == ""; ; first = false {
 		want := limit - len(out)
 		nodes, err := f.db.Listing(ctx, ino, after, want)
 		if err != nil {
 			return nil, err
+		}
+		// Only directories have children: the kind needs checking
+		// (ENOTDIR, ENOENT) when there are none. A query less per
+		// directory listed.
+		if first && len(nodes) == 0 {
+			n, err := f.db.Attr(ctx, ino)
+			if err != nil {
+				return nil, dbErr(err)
+			}
+			if n.Kind != localdb.KindDir {
+				return nil, syscall.ENOTDIR
+			}
 		}
 		if out == nil {
 			out = make([]DirEntry, 0, len(nodes))

@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -179,5 +180,36 @@ func TestSetIDCleared(t *testing.T) {
 	got, err := f.SetAttr(ctx, a.Ino, nil, SetAttrIn{ClearSetID: true})
 	if err != nil || got.Mode != 0o750 || mode(a.Ino) != 0o750 {
 		t.Fatalf("mode after chown %o (%o), %v", got.Mode, mode(a.Ino), err)
+	}
+}
+
+// TestReadDirKinds: an empty directory lists nothing, a file is ENOTDIR
+// and a missing node ENOENT (checked only when a listing comes back
+// empty).
+func TestReadDirKinds(t *testing.T) {
+	f := newTestFS(t)
+	ctx := context.Background()
+	d, err := f.Mkdir(ctx, localdb.RootIno, "empty", 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, h, err := f.Create(ctx, localdb.RootIno, "file", syscall.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ents, err := f.ReadDir(ctx, d.Ino, "", 10); err != nil || len(ents) != 0 {
+		t.Fatalf("empty directory: %v, %v", ents, err)
+	}
+	if _, err := f.ReadDir(ctx, a.Ino, "", 10); !errors.Is(err, syscall.ENOTDIR) {
+		t.Fatalf("ReadDir of a file: %v, want ENOTDIR", err)
+	}
+	if _, err := f.ReadDir(ctx, 1<<40, "", 10); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("ReadDir of a missing node: %v, want ENOENT", err)
+	}
+	if ents, err := f.ReadDir(ctx, localdb.RootIno, "", 10); err != nil || len(ents) != 2 {
+		t.Fatalf("root: %v, %v", ents, err)
 	}
 }
