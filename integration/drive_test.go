@@ -428,6 +428,67 @@ func TestDriveCrashWhileUploading(t *testing.T) {
 	a.sync()
 }
 
+// TestDriveStoreAheadWhileWriting: a large file starts uploading while it
+// is still being written (packs reach the server before it closes); a
+// write inside the part already uploaded, just before the close, is what
+// another device reads.
+func TestDriveStoreAheadWhileWriting(t *testing.T) {
+	srv := startDriveServer(t)
+	a := srv.newHome(t, "ahead@example.com").signup()
+	a.mount()
+	// Bytes in packs: a commit of the new (empty) entry stores small
+	// metadata packs; the file's content is megabytes.
+	stored := func() int64 {
+		var n int64
+		_ = filepath.WalkDir(filepath.Join(srv.data, "packs"), func(_ string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if info, err := d.Info(); err == nil {
+					n += info.Size()
+				}
+			}
+			return nil
+		})
+		return n
+	}
+	want := seededBytes(42, 80<<20)
+	f, err := os.OpenFile(a.path("big.bin"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for off := 0; off < 72<<20; off += 1 << 20 {
+		if _, err := f.WriteAt(want[off:off+1<<20], int64(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	driveWait(t, "content stored while the file is open", func() bool { return stored() >= 16<<20 })
+
+	copy(want[5<<20:], "changed after it was uploaded")
+	if _, err := f.WriteAt(want[5<<20:5<<20+64], 5<<20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(want[72<<20:], 72<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	a.sync()
+	if log := a.daemonLog(); strings.Contains(log, "store ahead") {
+		t.Fatalf("storing ahead failed:\n%s", log)
+	}
+
+	b := srv.newHome(t, "ahead@example.com").login()
+	b.mount()
+	got, err := os.ReadFile(b.path("big.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("big.bin on another device: %d bytes, differs from what was written (%d bytes)", len(got), len(want))
+	}
+}
+
 // TestDriveStorageHasNoPlaintext writes a marker in a file name, its
 // content and an extended attribute, and checks that nothing the server
 // stores contains it.

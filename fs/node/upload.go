@@ -15,6 +15,57 @@ import (
 // already being uploaded. It is retried on a later commit.
 var ErrBusy = errors.New("node busy")
 
+// ContentReader reads a file's staged content, as a stream or at offsets.
+type ContentReader interface {
+	io.Reader
+	io.ReaderAt
+}
+
+// StoreFunc stores the staged content of file ino and returns the encoded
+// chunk list and size it stored.
+type StoreFunc func(ino uint64, r ContentReader) (chunks []byte, size int64, err error)
+
+// StagedFile is a file open for writing whose content is in a staging
+// file: what can be stored ahead of its close.
+type StagedFile struct {
+	Ino  uint64
+	Size int64
+	name string
+}
+
+// WritingStaged lists the files open for writing whose content is in a
+// staging file, with their current size.
+func (f *FS) WritingStaged() []StagedFile {
+	f.omu.Lock()
+	ofs := make([]*openFile, 0, len(f.open))
+	for _, of := range f.open {
+		if of.writers > 0 {
+			ofs = append(ofs, of)
+		}
+	}
+	f.omu.Unlock()
+	var out []StagedFile
+	for _, of := range ofs {
+		of.mu.RLock()
+		if of.stagingName != "" {
+			out = append(out, StagedFile{Ino: of.ino, Size: of.size, name: of.stagingName})
+		}
+		of.mu.RUnlock()
+	}
+	return out
+}
+
+// OpenStaged opens a file's staging file for reading. Its writers go on
+// writing: whatever is read from it may change before the file closes,
+// so what is stored from it must be checked again then.
+func (f *FS) OpenStaged(sf StagedFile) (*os.File, error) {
+	file, err := os.Open(f.stagingPath(sf.name))
+	if err != nil {
+		return nil, fmt.Errorf("open staging of %d: %w", sf.Ino, err)
+	}
+	return file, nil
+}
+
 // Stored is content that StoreContent stored and that is not recorded
 // yet. Its files stay claimed (writers opening them wait) until Record or
 // Release, so their content cannot change before it is recorded.
@@ -44,7 +95,7 @@ func (st *Stored) Len() int { return len(st.done) }
 // What store stored must be durable (the repository's open packs uploaded
 // and indexed) before the caller records it: a row must never name chunks
 // that a crash could lose with an unsent pack.
-func (f *FS) StoreContent(ctx context.Context, inos []uint64, store func(r io.Reader) (chunks []byte, size int64, err error)) (*Stored, error) {
+func (f *FS) StoreContent(ctx context.Context, inos []uint64, store StoreFunc) (*Stored, error) {
 	st := &Stored{f: f, claimed: make([]uint64, 0, len(inos))}
 	f.omu.Lock()
 	for _, ino := range inos {
@@ -163,13 +214,13 @@ func (f *FS) WriterWaiting() bool { return f.waiting.Load() > 0 }
 
 // storeContent stores the pending content of a node read while it is
 // claimed; ok is false when it has none (committed meanwhile).
-func (f *FS) storeContent(ctx context.Context, n localdb.Node, store func(r io.Reader) ([]byte, int64, error)) (chunks []byte, size int64, ok bool, err error) {
+func (f *FS) storeContent(ctx context.Context, n localdb.Node, store StoreFunc) (chunks []byte, size int64, ok bool, err error) {
 	ino := n.Ino
 	if n.Flags&localdb.FlagContent == 0 {
 		return nil, 0, false, nil
 	}
 	if n.Staging == "" {
-		chunks, size, err = store(bytes.NewReader(n.Inline))
+		chunks, size, err = store(ino, bytes.NewReader(n.Inline))
 	} else {
 		sf, oerr := os.Open(f.stagingPath(n.Staging))
 		if errors.Is(oerr, os.ErrNotExist) && f.stagingGone(ctx, n) {
@@ -178,7 +229,7 @@ func (f *FS) storeContent(ctx context.Context, n localdb.Node, store func(r io.R
 		if oerr != nil {
 			return nil, 0, false, fmt.Errorf("open staging of %d: %w", ino, oerr)
 		}
-		chunks, size, err = store(sf)
+		chunks, size, err = store(ino, sf)
 		_ = sf.Close()
 	}
 	if err != nil {

@@ -58,7 +58,7 @@ func TestUploadBatch(t *testing.T) {
 		t.Fatalf("large file has no staging file: %q, %v", largeRow.Staging, err)
 	}
 	var stored [][]byte
-	store := func(r io.Reader) ([]byte, int64, error) {
+	store := func(_ uint64, r ContentReader) ([]byte, int64, error) {
 		b, err := io.ReadAll(r)
 		stored = append(stored, b)
 		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
@@ -126,7 +126,7 @@ func TestUploadBatchFileDeleted(t *testing.T) {
 		inos = append(inos, a.Ino)
 	}
 	calls := 0
-	store := func(r io.Reader) ([]byte, int64, error) {
+	store := func(_ uint64, r ContentReader) ([]byte, int64, error) {
 		calls++
 		if calls == 1 {
 			if err := f.Unlink(ctx, localdb.RootIno, "f1"); err != nil {
@@ -151,7 +151,7 @@ func TestUploadBatchFileDeleted(t *testing.T) {
 
 // upload stores and records at once, as the syncer does once the packs
 // are stored.
-func upload(ctx context.Context, f *FS, inos []uint64, store func(io.Reader) ([]byte, int64, error)) error {
+func upload(ctx context.Context, f *FS, inos []uint64, store StoreFunc) error {
 	st, err := f.StoreContent(ctx, inos, store)
 	return errors.Join(err, st.Record(ctx))
 }
@@ -176,7 +176,7 @@ func TestStoredHoldsUntilRecorded(t *testing.T) {
 		}
 		inos = append(inos, a.Ino)
 	}
-	store := func(r io.Reader) ([]byte, int64, error) {
+	store := func(_ uint64, r ContentReader) ([]byte, int64, error) {
 		b, err := io.ReadAll(r)
 		return localdb.EncodeChunks([]localdb.ChunkRef{{Length: uint32(len(b))}}), int64(len(b)), err
 	}

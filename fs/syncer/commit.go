@@ -96,7 +96,11 @@ func (s *Syncer) uploadAhead(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return s.upload(ctx, pending, true)
+	if err := s.upload(ctx, pending, true); err != nil {
+		return err
+	}
+	s.dropGrown(pending)
+	return s.storeGrowing(ctx)
 }
 
 // uploadBatch is the most files one worker stores before it looks at
@@ -195,7 +199,7 @@ func (s *Syncer) upload(parent context.Context, pending []localdb.Node, backgrou
 		mu.Unlock()
 	}
 	var held unrecorded
-	store := func(r io.Reader) ([]byte, int64, error) { return s.store(ctx, r) }
+	store := func(ino uint64, r node.ContentReader) ([]byte, int64, error) { return s.store(ctx, ino, r) }
 	batches := (len(pending) + uploadBatch - 1) / uploadBatch
 	for range min(workers, batches) {
 		wg.Add(1)
@@ -252,8 +256,16 @@ feed:
 // make, without allocating a chunker's 8 MiB buffer per file.
 const smallFile = 256 << 10
 
-// store stores a file's content and returns its encoded chunk list.
-func (s *Syncer) store(ctx context.Context, r io.Reader) ([]byte, int64, error) {
+// store stores a file's content and returns its encoded chunk list. A
+// file whose prefix was stored while it was written resumes after it.
+func (s *Syncer) store(ctx context.Context, ino uint64, r node.ContentReader) ([]byte, int64, error) {
+	if gf := s.grown.take(ino); gf != nil && len(gf.refs) > 0 {
+		chunks, size, err := s.cfg.Repo.ResumeFile(ctx, r, gf.refs)
+		if err != nil {
+			return nil, 0, err
+		}
+		return localdb.EncodeChunks(fromTreeChunks(chunks)), size, nil
+	}
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	buf := *bp

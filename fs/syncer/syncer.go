@@ -86,6 +86,9 @@ type Syncer struct {
 
 	recordEvery time.Duration // see the constant
 
+	grown    growing // prefixes of files being written, stored ahead
+	growStep int64   // see the constant
+
 	inv Invalidator
 
 	// bufs holds smallFile+1 byte buffers: one more than a small file, so
@@ -118,7 +121,7 @@ func New(cfg Config) *Syncer {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	st := &Syncer{cfg: cfg, kick: make(chan struct{}, 1), recordEvery: recordEvery}
+	st := &Syncer{cfg: cfg, kick: make(chan struct{}, 1), recordEvery: recordEvery, growStep: growStep}
 	st.bufs.New = func() any {
 		b := make([]byte, smallFile+1)
 		return &b
@@ -139,10 +142,21 @@ func (s *Syncer) Kick() {
 
 // Run commits after each burst of changes until ctx ends.
 func (s *Syncer) Run(ctx context.Context) {
+	// Files being written are stored ahead of their close while they grow.
+	grow := time.NewTicker(aheadPause)
+	defer grow.Stop()
+	growAhead := func() {
+		if err := s.growAhead(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logf("store ahead: %v", err)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-grow.C:
+			growAhead()
+			continue
 		case <-s.kick:
 		}
 		deadline := time.Now().Add(s.cfg.MaxDelay)
@@ -161,6 +175,8 @@ func (s *Syncer) Run(ctx context.Context) {
 				if time.Until(deadline) > s.cfg.Quiet {
 					quiet.Reset(s.cfg.Quiet)
 				}
+			case <-grow.C:
+				growAhead()
 			case <-ahead.C:
 				if err := s.uploadAhead(ctx); err != nil && ctx.Err() == nil {
 					s.cfg.Logf("upload ahead: %v", err)

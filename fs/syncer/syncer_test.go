@@ -554,3 +554,52 @@ func TestUploadRecordsOncePacksAreStored(t *testing.T) {
 		t.Fatalf("/f123 on another device reads %q", got)
 	}
 }
+
+// TestStoreAheadWhileWriting: a large file being written is stored a
+// prefix at a time before it closes; changed inside that prefix before
+// the close, it still commits exactly what was written last.
+func TestStoreAheadWhileWriting(t *testing.T) {
+	c := newCloud(t)
+	objs := &countingObjects{ObjectStore: c.objs}
+	c.objs = objs
+	a := c.device(t, "A")
+	a.sync.growStep = 256 << 10
+	ctx := a.ctx
+
+	data := make([]byte, 3<<20)
+	for i := range data {
+		data[i] = byte(i*7 + i/4096)
+	}
+	_, h, err := a.fs.Create(ctx, localdb.RootIno, "big", syscall.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, data[:2<<20], 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.sync.growAhead(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gf := a.sync.grown.files[a.resolve("/big").Ino]
+	if gf == nil || gf.covered < 1<<20 || objs.puts.Load() == 0 {
+		t.Fatalf("nothing stored ahead of the open file (%+v, %d packs)", gf, objs.puts.Load())
+	}
+
+	// Change a byte inside the stored prefix, and write the rest.
+	data[1000] ^= 0xff
+	if _, err := h.WriteAt(ctx, data[1000:1001], 1000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt(ctx, data[2<<20:], 2<<20); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	a.commit()
+	b := c.device(t, "B")
+	b.pull()
+	if got := b.read("/big"); got != string(data) {
+		t.Fatal("the file stored ahead and changed before its close reads back wrong on another device")
+	}
+}

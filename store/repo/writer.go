@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/anysync/anysync/crypto"
@@ -23,6 +24,119 @@ import (
 // Chunks are hashed and sealed on Workers goroutines while the next ones are
 // read; memory stays at about 2×Workers chunk buffers plus the open packs.
 func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, int64, error) {
+	return r.writeFile(ctx, rd, true)
+}
+
+// WritePrefix stores the chunks of rd that are final however the stream
+// goes on: every chunk but the last, which a longer stream may cut
+// elsewhere. It returns their list and total length. A file still being
+// written is stored ahead this way, a prefix at a time: chunking resumes
+// at the returned length, a chunk boundary of the whole file.
+func (r *Repo) WritePrefix(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, int64, error) {
+	return r.writeFile(ctx, rd, false)
+}
+
+// ResumeFile stores the file in rd whose first chunks are probably
+// prefix, the chunk list WritePrefix returned for an earlier state of the
+// same file. Each chunk of prefix is read and hashed again and kept while
+// it matches (stored again only if the repository lost it); from the
+// first mismatch on, the rest is chunked as WriteFile does. Chunk
+// boundaries depend only on the bytes since the previous boundary, so a
+// run of matching chunks from the start is exactly what chunking the file
+// again would give. Hashing costs a fraction of chunking, compressing,
+// encrypting and uploading.
+func (r *Repo) ResumeFile(ctx context.Context, rd io.ReaderAt, prefix []tree.ChunkRef) ([]tree.ChunkRef, int64, error) {
+	offs := make([]int64, len(prefix)+1)
+	for i, c := range prefix {
+		offs[i+1] = offs[i] + int64(c.Length)
+	}
+	// The chunks are checked on Workers goroutines; the prefix is kept up
+	// to the first chunk that does not match.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstBad = len(prefix)
+		firstErr error
+	)
+	bad := func(i int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil && firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+		firstBad = min(firstBad, i)
+	}
+	jobs := make(chan int, r.workers)
+	var wg sync.WaitGroup
+	for range r.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := r.getBuf()
+			defer r.putBuf(buf)
+			for i := range jobs {
+				c := prefix[i]
+				if int(c.Length) > cap(*buf) {
+					bad(i, nil)
+					continue
+				}
+				data := (*buf)[:c.Length]
+				n, err := rd.ReadAt(data, offs[i])
+				if n < len(data) {
+					if err == nil || errors.Is(err, io.EOF) {
+						bad(i, nil) // the file is shorter now
+					} else {
+						bad(i, fmt.Errorf("read file at %d: %w", offs[i], err))
+					}
+					continue
+				}
+				id := r.ids.Sum(data)
+				if id != c.ID {
+					bad(i, nil)
+					continue
+				}
+				// Stored again only if the repository lost it.
+				if err := r.saveBlob(ctx, crypto.BlobData, id, data); err != nil {
+					bad(i, err)
+				}
+			}
+		}()
+	}
+feed:
+	for i := range prefix {
+		mu.Lock()
+		past := i > firstBad
+		mu.Unlock()
+		if past {
+			break
+		}
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return nil, 0, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
+	refs := prefix[:firstBad:firstBad]
+	off := offs[firstBad]
+	rest, n, err := r.WriteFile(ctx, io.NewSectionReader(rd, off, math.MaxInt64-off))
+	if err != nil {
+		return nil, 0, err
+	}
+	return append(refs, rest...), off + n, nil
+}
+
+// writeFile is WriteFile, or WritePrefix without last.
+func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.ChunkRef, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -82,10 +196,22 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 		default:
 		}
 	}()
-	for idx := 0; ; idx++ {
-		if ctx.Err() != nil {
-			break
+	// A chunk is handed to the workers once the next one is cut, so that
+	// WritePrefix can leave the last one out.
+	var held *[]byte
+	submit := func(buf *[]byte) {
+		size += int64(len(*buf))
+		mu.Lock()
+		idx := len(refs)
+		refs = append(refs, tree.ChunkRef{})
+		mu.Unlock()
+		select {
+		case jobs <- job{idx: idx, buf: buf}:
+		case <-ctx.Done():
+			r.putBuf(buf)
 		}
+	}
+	for ctx.Err() == nil {
 		chunk, err := ch.Next()
 		if errors.Is(err, io.EOF) {
 			break
@@ -94,16 +220,18 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 			fail(fmt.Errorf("read file: %w", err))
 			break
 		}
-		size += int64(len(chunk))
 		buf := r.getBuf()
 		*buf = append((*buf)[:0], chunk...)
-		mu.Lock()
-		refs = append(refs, tree.ChunkRef{})
-		mu.Unlock()
-		select {
-		case jobs <- job{idx: idx, buf: buf}:
-		case <-ctx.Done():
-			r.putBuf(buf)
+		if held != nil {
+			submit(held)
+		}
+		held = buf
+	}
+	if held != nil {
+		if last && ctx.Err() == nil {
+			submit(held)
+		} else {
+			r.putBuf(held)
 		}
 	}
 	close(jobs)
