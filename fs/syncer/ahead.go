@@ -71,8 +71,18 @@ func (s *Syncer) growAhead(ctx context.Context) error {
 }
 
 // storeGrowing stores the new prefix of each file open for writing that
-// grew by growStep since the last one, up to growPass bytes per pass.
+// grew by growStep since the last one, up to growPass bytes per pass, on a
+// thread of low priority: the writers of those files come first.
 func (s *Syncer) storeGrowing(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() {
+		lowerPriority()
+		done <- s.storeGrowingNow(ctx)
+	}()
+	return <-done
+}
+
+func (s *Syncer) storeGrowingNow(ctx context.Context) error {
 	writing := s.cfg.FS.WritingStaged()
 	budget := int64(growPass)
 	for _, w := range writing {

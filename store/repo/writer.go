@@ -32,6 +32,10 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 // elsewhere. It returns their list and total length. A file still being
 // written is stored ahead this way, a prefix at a time: chunking resumes
 // at the returned length, a chunk boundary of the whole file.
+//
+// It runs on the calling goroutine alone (chunking, hashing, sealing, one
+// chunk after the other), so that a caller on a thread of low priority
+// keeps all of that work at that priority.
 func (r *Repo) WritePrefix(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, int64, error) {
 	return r.writeFile(ctx, rd, false)
 }
@@ -135,7 +139,8 @@ feed:
 	return append(refs, rest...), off + n, nil
 }
 
-// writeFile is WriteFile, or WritePrefix without last.
+// writeFile is WriteFile, or WritePrefix without last (and on the
+// calling goroutine).
 func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.ChunkRef, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -159,24 +164,30 @@ func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.C
 		mu.Unlock()
 	}
 
+	process := func(j job) {
+		data := *j.buf
+		id := r.ids.Sum(data)
+		err := r.saveBlob(ctx, crypto.BlobData, id, data)
+		n := len(data)
+		r.putBuf(j.buf)
+		if err != nil {
+			fail(err)
+			return
+		}
+		mu.Lock()
+		refs[j.idx] = tree.ChunkRef{ID: id, Length: uint32(n)}
+		mu.Unlock()
+	}
 	var wg sync.WaitGroup
 	for range r.workers {
+		if !last {
+			break // WritePrefix: on the caller's goroutine
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := range jobs {
-				data := *j.buf
-				id := r.ids.Sum(data)
-				err := r.saveBlob(ctx, crypto.BlobData, id, data)
-				n := len(data)
-				r.putBuf(j.buf)
-				if err != nil {
-					fail(err)
-					continue
-				}
-				mu.Lock()
-				refs[j.idx] = tree.ChunkRef{ID: id, Length: uint32(n)}
-				mu.Unlock()
+				process(j)
 			}
 		}()
 	}
@@ -205,6 +216,10 @@ func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.C
 		idx := len(refs)
 		refs = append(refs, tree.ChunkRef{})
 		mu.Unlock()
+		if !last {
+			process(job{idx: idx, buf: buf})
+			return
+		}
 		select {
 		case jobs <- job{idx: idx, buf: buf}:
 		case <-ctx.Done():
