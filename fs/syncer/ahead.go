@@ -7,6 +7,7 @@ import (
 	"sync"
 
 	"github.com/anysync/anysync/fs/localdb"
+	"github.com/anysync/anysync/store/repo"
 	"github.com/anysync/anysync/store/tree"
 )
 
@@ -25,8 +26,11 @@ const growPass = 256 << 20
 // changed anywhere before it closes, so the upload after its close checks
 // every chunk of it again (Repo.ResumeFile).
 type growing struct {
-	mu    sync.Mutex
-	files map[uint64]*grownFile
+	mu     sync.Mutex
+	files  map[uint64]*grownFile
+	cancel context.CancelFunc // stops the pass in flight; under mu
+
+	pass sync.Mutex // held by the pass in flight
 }
 
 type grownFile struct {
@@ -63,11 +67,41 @@ func (s *Syncer) dropGrown(pending []localdb.Node) {
 	}
 }
 
-// growAhead stores ahead of the files being written, between commits.
-func (s *Syncer) growAhead(ctx context.Context) error {
-	s.round.Lock()
-	defer s.round.Unlock()
-	return s.storeGrowing(ctx)
+// growAhead stores ahead of the files being written. It does not hold up
+// a commit round: the round stops it (stopGrowing).
+func (s *Syncer) growAhead(parent context.Context) error {
+	if !s.grown.pass.TryLock() {
+		return nil // a pass is still running
+	}
+	defer s.grown.pass.Unlock()
+	ctx, cancel := context.WithCancel(parent)
+	s.grown.mu.Lock()
+	s.grown.cancel = cancel
+	s.grown.mu.Unlock()
+	defer func() {
+		s.grown.mu.Lock()
+		s.grown.cancel = nil
+		s.grown.mu.Unlock()
+		cancel()
+	}()
+	err := s.storeGrowing(ctx)
+	if ctx.Err() != nil && parent.Err() == nil {
+		return nil // stopped for a commit round
+	}
+	return err
+}
+
+// stopGrowing stops a pass of storing ahead and waits for it to end: the
+// commit round that calls it needs the CPU, and a file it uploads takes
+// its prefix as the last finished pass left it.
+func (s *Syncer) stopGrowing() {
+	s.grown.mu.Lock()
+	if c := s.grown.cancel; c != nil {
+		c()
+	}
+	s.grown.mu.Unlock()
+	s.grown.pass.Lock() // the pass has ended
+	defer s.grown.pass.Unlock()
 }
 
 // storeGrowing stores the new prefix of each file open for writing that
@@ -107,7 +141,7 @@ func (s *Syncer) storeGrowingNow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		refs, covered, err := s.cfg.Repo.WritePrefix(ctx, io.NewSectionReader(f, gf.covered, n))
+		refs, covered, err := s.cfg.Repo.WritePrefix(repo.CallerUploads(ctx), io.NewSectionReader(f, gf.covered, n))
 		_ = f.Close()
 		if err != nil {
 			return fmt.Errorf("store ahead of %d: %w", w.Ino, err)

@@ -37,6 +37,7 @@ func (s *Syncer) SyncOnce(ctx context.Context) (bool, error) {
 }
 
 func (s *Syncer) syncOnce(ctx context.Context) (bool, error) {
+	s.stopGrowing()
 	pending, err := s.cfg.DB.Pending(ctx)
 	if err != nil {
 		return false, err
@@ -100,7 +101,7 @@ func (s *Syncer) uploadAhead(ctx context.Context) error {
 		return err
 	}
 	s.dropGrown(pending)
-	return s.storeGrowing(ctx)
+	return nil
 }
 
 // uploadBatch is the most files one worker stores before it looks at

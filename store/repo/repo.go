@@ -505,7 +505,7 @@ func (r *Repo) startUpload(ctx context.Context, p finishedPack) error {
 		return ctx.Err()
 	}
 	r.uploads.Add(1)
-	go func() {
+	run := func() {
 		defer r.uploads.Done()
 		defer func() { <-r.uploadSlots }()
 		// The upload outlives the caller's request: it belongs to the
@@ -518,8 +518,23 @@ func (r *Repo) startUpload(ctx context.Context, p finishedPack) error {
 			}
 			r.mu.Unlock()
 		}
-	}()
+	}
+	if ctx.Value(callerUploadsKey{}) != nil {
+		run()
+		return nil
+	}
+	go run()
 	return nil
+}
+
+type callerUploadsKey struct{}
+
+// CallerUploads returns a context under which the packs that writes fill
+// are uploaded on the writing goroutine instead of in the background: a
+// writer on a thread of low priority (storing ahead) keeps the upload's
+// encryption and copying at that priority too.
+func CallerUploads(ctx context.Context) context.Context {
+	return context.WithValue(ctx, callerUploadsKey{}, true)
 }
 
 // upload stores one pack, then records its blobs in the index. Order matters:
