@@ -2,8 +2,10 @@ package syncer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"sync"
 
 	"github.com/anysync/anysync/fs/localdb"
@@ -138,6 +140,9 @@ func (s *Syncer) storeGrowingNow(ctx context.Context) error {
 		n := min(w.Size-gf.covered, budget)
 		budget -= n
 		f, err := s.cfg.FS.OpenStaged(w)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // closed and uploaded, or deleted, since it was listed
+		}
 		if err != nil {
 			return err
 		}

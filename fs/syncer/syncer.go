@@ -142,13 +142,19 @@ func (s *Syncer) Kick() {
 
 // Run commits after each burst of changes until ctx ends.
 func (s *Syncer) Run(ctx context.Context) {
-	// Files being written are stored ahead of their close while they grow.
+	// Files being written are stored ahead of their close while they
+	// grow, beside this loop (a pass takes a while at low priority) and
+	// one pass at a time.
 	grow := time.NewTicker(aheadPause)
 	defer grow.Stop()
+	var passes sync.WaitGroup
+	defer passes.Wait()
 	growAhead := func() {
-		if err := s.growAhead(ctx); err != nil && ctx.Err() == nil {
-			s.cfg.Logf("store ahead: %v", err)
-		}
+		passes.Go(func() {
+			if err := s.growAhead(ctx); err != nil && ctx.Err() == nil {
+				s.cfg.Logf("store ahead: %v", err)
+			}
+		})
 	}
 	for {
 		select {
