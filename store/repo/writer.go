@@ -24,7 +24,7 @@ import (
 // Chunks are hashed and sealed on Workers goroutines while the next ones are
 // read; memory stays at about 2×Workers chunk buffers plus the open packs.
 func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, int64, error) {
-	return r.writeFile(ctx, rd, true)
+	return r.writeFile(ctx, rd, false)
 }
 
 // WritePrefix stores the chunks of rd that are final however the stream
@@ -37,7 +37,7 @@ func (r *Repo) WriteFile(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, in
 // chunk after the other), so that a caller on a thread of low priority
 // keeps all of that work at that priority.
 func (r *Repo) WritePrefix(ctx context.Context, rd io.Reader) ([]tree.ChunkRef, int64, error) {
-	return r.writeFile(ctx, rd, false)
+	return r.writeFile(ctx, rd, true)
 }
 
 // ResumeFile stores the file in rd whose first chunks are probably
@@ -139,9 +139,9 @@ feed:
 	return append(refs, rest...), off + n, nil
 }
 
-// writeFile is WriteFile, or WritePrefix without last (and on the
-// calling goroutine).
-func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.ChunkRef, int64, error) {
+// writeFile is WriteFile, or with prefix WritePrefix: the last chunk left
+// out, and everything on the calling goroutine.
+func (r *Repo) writeFile(ctx context.Context, rd io.Reader, prefix bool) ([]tree.ChunkRef, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -180,8 +180,8 @@ func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.C
 	}
 	var wg sync.WaitGroup
 	for range r.workers {
-		if !last {
-			break // WritePrefix: on the caller's goroutine
+		if prefix {
+			break // on the caller's goroutine
 		}
 		wg.Add(1)
 		go func() {
@@ -216,7 +216,7 @@ func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.C
 		idx := len(refs)
 		refs = append(refs, tree.ChunkRef{})
 		mu.Unlock()
-		if !last {
+		if prefix {
 			process(job{idx: idx, buf: buf})
 			return
 		}
@@ -243,7 +243,7 @@ func (r *Repo) writeFile(ctx context.Context, rd io.Reader, last bool) ([]tree.C
 		held = buf
 	}
 	if held != nil {
-		if last && ctx.Err() == nil {
+		if !prefix && ctx.Err() == nil {
 			submit(held)
 		} else {
 			r.putBuf(held)
