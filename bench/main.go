@@ -898,8 +898,12 @@ func copyFile(dst, src string, fsync bool) error {
 	if err != nil {
 		return err
 	}
+	// 1 MiB writes. Both ends are wrapped: *os.File is an io.WriterTo,
+	// and io.CopyBuffer would hand the copy to it, which copies in 32 KiB
+	// pieces whatever buffer it is given (the bench wrote 32 KiB pieces
+	// until session 5 found it).
 	buf := make([]byte, 1<<20)
-	if _, err := io.CopyBuffer(struct{ io.Writer }{out}, in, buf); err != nil {
+	if _, err := io.CopyBuffer(struct{ io.Writer }{out}, struct{ io.Reader }{in}, buf); err != nil {
 		_ = out.Close()
 		return err
 	}
@@ -918,7 +922,9 @@ func readFile(path string) error {
 		return err
 	}
 	defer f.Close()
-	_, err = io.CopyBuffer(io.Discard, struct{ io.Reader }{f}, make([]byte, 1<<20))
+	// 1 MiB reads: io.Discard is an io.ReaderFrom, which reads in 8 KiB
+	// pieces whatever buffer io.CopyBuffer is given.
+	_, err = io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{f}, make([]byte, 1<<20))
 	return err
 }
 
