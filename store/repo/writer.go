@@ -8,6 +8,8 @@ import (
 	"math"
 	"sync"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/store/chunker"
 	"github.com/anysync/anysync/store/tree"
@@ -54,78 +56,51 @@ func (r *Repo) ResumeFile(ctx context.Context, rd io.ReaderAt, prefix []tree.Chu
 	for i, c := range prefix {
 		offs[i+1] = offs[i] + int64(c.Length)
 	}
-	// The chunks are checked on Workers goroutines; the prefix is kept up
-	// to the first chunk that does not match.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu       sync.Mutex
-		firstBad = len(prefix)
-		firstErr error
-	)
-	bad := func(i int, err error) {
+	// The chunks are checked on up to Workers goroutines; the prefix is
+	// kept up to the first chunk that does not match.
+	var mu sync.Mutex
+	firstBad := len(prefix)
+	mismatch := func(i int) {
 		mu.Lock()
-		defer mu.Unlock()
-		if err != nil && firstErr == nil {
-			firstErr = err
-			cancel()
-		}
 		firstBad = min(firstBad, i)
+		mu.Unlock()
 	}
-	jobs := make(chan int, r.workers)
-	var wg sync.WaitGroup
-	for range r.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			buf := r.getBuf()
-			defer r.putBuf(buf)
-			for i := range jobs {
-				c := prefix[i]
-				if int(c.Length) > cap(*buf) {
-					bad(i, nil)
-					continue
-				}
-				data := (*buf)[:c.Length]
-				n, err := rd.ReadAt(data, offs[i])
-				if n < len(data) {
-					if err == nil || errors.Is(err, io.EOF) {
-						bad(i, nil) // the file is shorter now
-					} else {
-						bad(i, fmt.Errorf("read file at %d: %w", offs[i], err))
-					}
-					continue
-				}
-				id := r.ids.Sum(data)
-				if id != c.ID {
-					bad(i, nil)
-					continue
-				}
-				// Stored again only if the repository lost it.
-				if err := r.saveBlob(ctx, crypto.BlobData, id, data); err != nil {
-					bad(i, err)
-				}
-			}
-		}()
-	}
-feed:
-	for i := range prefix {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.workers)
+	for i, c := range prefix {
 		mu.Lock()
 		past := i > firstBad
 		mu.Unlock()
-		if past {
+		if past || gctx.Err() != nil {
 			break
 		}
-		select {
-		case jobs <- i:
-		case <-ctx.Done():
-			break feed
-		}
+		g.Go(func() error {
+			if int(c.Length) > r.params.Max {
+				mismatch(i)
+				return nil
+			}
+			buf := r.getBuf()
+			defer r.putBuf(buf)
+			data := (*buf)[:c.Length]
+			n, err := rd.ReadAt(data, offs[i])
+			if n < len(data) {
+				if err == nil || errors.Is(err, io.EOF) {
+					mismatch(i) // the file is shorter now
+					return nil
+				}
+				return fmt.Errorf("read file at %d: %w", offs[i], err)
+			}
+			id := r.ids.Sum(data)
+			if id != c.ID {
+				mismatch(i)
+				return nil
+			}
+			// Stored again only if the repository lost it.
+			return r.saveBlob(gctx, crypto.BlobData, id, data)
+		})
 	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return nil, 0, firstErr
+	if err := g.Wait(); err != nil {
+		return nil, 0, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
