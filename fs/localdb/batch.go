@@ -191,7 +191,7 @@ func (db *DB) updateBatched(ctx context.Context, fn func(*Tx) error) error {
 	}
 	rec := &b.rec
 	rec.reset()
-	tx := &Tx{ctx: ctx, tx: b.tx, q: cq{c: db.wc, tx: b.tx, rec: rec}, rec: rec}
+	tx := &Tx{ctx: uncancelable(ctx), tx: b.tx, q: cq{c: db.wc, tx: b.tx, rec: rec}, rec: rec}
 	if err := fn(tx); err != nil {
 		if rec.n > 0 || rec.failed {
 			// fn wrote, then failed: take its writes back by rebuilding the

@@ -77,11 +77,19 @@ func (c *stmtCache) close() {
 
 // cq runs queries through cached statements, on the pool or in a
 // transaction.
+//
+// Statements run without their caller's cancellation (uncancelable):
+// for a context that can end, the SQLite driver starts a goroutine per
+// statement to interrupt it, and database/sql one per row set. These
+// statements take microseconds, and the mount runs a few for every FUSE
+// request: the goroutines and their wake-ups cost more than the queries.
 type cq struct {
 	c   *stmtCache
 	tx  *sql.Tx
 	rec *recorder // logs successful writes when set
 }
+
+func uncancelable(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
 
 func (q cq) stmt(ctx context.Context, query string) *sql.Stmt {
 	if q.tx == nil {
@@ -100,6 +108,7 @@ func (q cq) stmt(ctx context.Context, query string) *sql.Stmt {
 }
 
 func (q cq) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = uncancelable(ctx)
 	if s := q.stmt(ctx, query); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
@@ -110,6 +119,7 @@ func (q cq) QueryRowContext(ctx context.Context, query string, args ...any) *sql
 }
 
 func (q cq) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = uncancelable(ctx)
 	if s := q.stmt(ctx, query); s != nil {
 		return s.QueryContext(ctx, args...)
 	}
@@ -120,6 +130,7 @@ func (q cq) QueryContext(ctx context.Context, query string, args ...any) (*sql.R
 }
 
 func (q cq) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = uncancelable(ctx)
 	var res sql.Result
 	var err error
 	if s := q.stmt(ctx, query); s != nil {
