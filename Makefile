@@ -45,10 +45,12 @@ cross:
 	GOOS=linux GOARCH=amd64 $(GO) build -o $(BIN)/linux-amd64/anysync ./cmd/anysync
 	GOOS=linux GOARCH=amd64 $(GO) build -o $(BIN)/linux-amd64/anysync-server ./cmd/anysync-server
 
-# The whole suite, including real servers and real FUSE mounts; then the
-# drive tests again through the cgofuse front end.
+# The whole suite, including real servers and real FUSE mounts, and the
+# tests of AnySync's patch to go-fuse (third_party/go-fuse/ANYSYNC.md);
+# then the drive tests again through the cgofuse front end.
 test: build
 	$(GO) test -count=1 -timeout 25m ./...
+	cd third_party/go-fuse && $(GO) test -count=1 ./fuse/
 ifeq ($(FUSE3),1)
 	ANYSYNC_FRONTEND=cgofuse $(GO) test -count=1 -timeout 15m -run '$(FRONTEND_TESTS)' ./integration/
 else
@@ -63,6 +65,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); \
 	  if [ -n "$$out" ]; then echo "gofmt wants to change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd third_party/go-fuse && $(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 # The end-to-end benchmark suite: core micro-benchmarks, backup and restore

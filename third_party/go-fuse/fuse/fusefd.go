@@ -31,6 +31,10 @@ type fuseFD struct {
 	file *os.File
 	conn syscall.RawConn
 
+	// waiter is how readers wait for requests (AnySync patch, see
+	// wait_linux.go).
+	waiter requestWaiter
+
 	reqMu                sync.Mutex
 	reqReaders           int
 	inflightRequestBytes int
@@ -59,7 +63,7 @@ func (ms *Server) newFuseFD(fd int) (*fuseFD, error) {
 		return nil, err
 	}
 	_, readBufBytes, reqAllocBytes := requestAccountingSizes(ms.opts.MaxWrite)
-	return &fuseFD{
+	r := &fuseFD{
 		server:        ms,
 		file:          file,
 		conn:          conn,
@@ -68,7 +72,12 @@ func (ms *Server) newFuseFD(fd int) (*fuseFD, error) {
 		buffers:       &ms.buffers,
 		reqAllocBytes: reqAllocBytes,
 		readBufBytes:  readBufBytes,
-	}, nil
+	}
+	if err := r.waiter.init(fd); err != nil {
+		file.Close()
+		return nil, err
+	}
+	return r, nil
 }
 
 // withFD runs f with the underlying FUSE file descriptor, holding a
@@ -116,7 +125,7 @@ func (r *fuseFD) readRequest() (req *requestAlloc, code Status) {
 	err := handleEINTR(func() error {
 		var err error
 		if cerr := r.withFD(func(fd int) {
-			n, err = syscall.Read(fd, dest)
+			n, err = r.waiter.read(fd, dest)
 		}); cerr != nil {
 			return cerr
 		}
