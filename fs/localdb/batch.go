@@ -38,13 +38,19 @@ const (
 )
 
 type batcher struct {
-	mu      sync.Mutex
-	log     *os.File
-	lock    *flock.Flock
-	base    int64   // where the log's records not yet committed start
-	size    int64   // bytes of valid records in the log
-	tx      *sql.Tx // the open batch, nil if none
-	pending int     // records in the open batch (or in one whose commit failed)
+	mu   sync.Mutex
+	log  *os.File
+	lock *flock.Flock
+	base int64 // where the log's records not yet committed start
+	size int64 // bytes of valid records in the log
+	// The batch runs on a connection of its own, with BEGIN and COMMIT
+	// of its own: database/sql starts a goroutine for every row set read
+	// in a *sql.Tx (to close it if the transaction's context ends), and
+	// the mount reads through the batch on most FUSE requests.
+	conn    *sql.Conn
+	stmts   *stmtCache // prepared on conn
+	open    bool       // a batch is open (BEGIN IMMEDIATE ran on conn)
+	pending int        // records in the open batch (or in one whose commit failed)
 	rec     recorder
 	seq     uint64
 	timer   *time.Timer
@@ -92,6 +98,12 @@ func (db *DB) openRedo(path string) (*batcher, error) {
 		_ = lk.Unlock()
 		return nil, err
 	}
+	if b.conn, err = db.w.Conn(context.Background()); err != nil {
+		_ = f.Close()
+		_ = lk.Unlock()
+		return nil, fmt.Errorf("open node db connection: %w", err)
+	}
+	b.stmts = newStmtCache(b.conn)
 	return b, nil
 }
 
@@ -191,7 +203,7 @@ func (db *DB) updateBatched(ctx context.Context, fn func(*Tx) error) error {
 	}
 	rec := &b.rec
 	rec.reset()
-	tx := &Tx{ctx: uncancelable(ctx), tx: b.tx, q: cq{c: db.wc, tx: b.tx, rec: rec}, rec: rec}
+	tx := &Tx{ctx: uncancelable(ctx), tx: b.conn, q: cq{c: b.stmts, rec: rec}, rec: rec}
 	if err := fn(tx); err != nil {
 		if rec.n > 0 || rec.failed {
 			// fn wrote, then failed: take its writes back by rebuilding the
@@ -205,9 +217,7 @@ func (db *DB) updateBatched(ctx context.Context, fn func(*Tx) error) error {
 	if rec.n == 0 {
 		if b.pending == 0 {
 			// Nothing written in this batch yet: give the write lock back.
-			t := b.tx
-			b.tx = nil
-			_ = t.Rollback()
+			db.rollbackLocked()
 		}
 		return nil
 	}
@@ -234,17 +244,15 @@ func (db *DB) updateBatched(ctx context.Context, fn func(*Tx) error) error {
 // failed.
 func (db *DB) beginLocked() error {
 	b := db.b
-	if b.tx != nil {
+	if b.open {
 		return nil
 	}
-	t, err := db.w.BeginTx(context.Background(), nil)
-	if err != nil {
+	if _, err := b.conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	b.tx = t
+	b.open = true
 	if err := db.reapplyLocked(); err != nil {
-		_ = t.Rollback()
-		b.tx = nil
+		db.rollbackLocked()
 		return err
 	}
 	if b.timer == nil {
@@ -265,7 +273,7 @@ func (db *DB) reapplyLocked() error {
 	if _, err := b.log.ReadAt(data, b.base); err != nil {
 		return fmt.Errorf("re-apply batch: read redo log: %w", err)
 	}
-	tx := &Tx{ctx: context.Background(), tx: b.tx}
+	tx := &Tx{ctx: context.Background(), tx: b.conn}
 	for len(data) > 0 {
 		_, stmts, n, err := decodeRecord(data)
 		if err != nil {
@@ -282,12 +290,18 @@ func (db *DB) reapplyLocked() error {
 // rebuildLocked rolls the open batch back and re-applies its logged
 // records, dropping the writes of an Update that failed.
 func (db *DB) rebuildLocked() error {
-	b := db.b
-	if b.tx != nil {
-		_ = b.tx.Rollback()
-		b.tx = nil
-	}
+	db.rollbackLocked()
 	return db.beginLocked()
+}
+
+// rollbackLocked ends the open batch, if any, dropping its writes.
+func (db *DB) rollbackLocked() {
+	b := db.b
+	if b.open {
+		// An error leaves nothing to undo: SQLite rolled back already.
+		_, _ = b.conn.ExecContext(context.Background(), "ROLLBACK")
+		b.open = false
+	}
 }
 
 // commitBatch commits the open batch (the timer's callback).
@@ -300,21 +314,22 @@ func (db *DB) commitBatch() {
 
 func (db *DB) commitLocked() error {
 	b := db.b
-	if b.tx == nil {
+	if !b.open {
 		return nil
 	}
-	t := b.tx
-	b.tx = nil
 	if b.pending == 0 {
-		return t.Rollback() // read-only batch
+		db.rollbackLocked() // read-only batch
+		return nil
 	}
-	if err := setSeq(&Tx{ctx: context.Background(), tx: t}, b.seq); err != nil {
-		_ = t.Rollback()
+	if err := setSeq(&Tx{ctx: context.Background(), tx: b.conn}, b.seq); err != nil {
+		db.rollbackLocked()
 		return err
 	}
-	if err := t.Commit(); err != nil {
+	if _, err := b.conn.ExecContext(context.Background(), "COMMIT"); err != nil {
+		db.rollbackLocked()
 		return fmt.Errorf("commit batch: %w", err)
 	}
+	b.open = false
 	b.pending = 0
 	b.acked.Store(false)
 	// Records up to b.seq are in the database now; a crash before this
@@ -350,12 +365,10 @@ func (db *DB) closeBatch() error {
 	if b.timer != nil {
 		b.timer.Stop()
 	}
-	err := db.commitLocked()
-	if b.tx != nil { // the commit failed: the log keeps the records for the next open
-		_ = b.tx.Rollback()
-		b.tx = nil
-	}
-	return errors.Join(err, b.log.Close(), b.lock.Unlock())
+	err := db.commitLocked() // on failure the log keeps the records for the next open
+	db.rollbackLocked()
+	b.stmts.close()
+	return errors.Join(err, b.conn.Close(), b.log.Close(), b.lock.Unlock())
 }
 
 // reader returns where a read must run to see every acknowledged write:
@@ -363,11 +376,11 @@ func (db *DB) closeBatch() error {
 func (db *DB) reader() (cq, func()) {
 	if b := db.b; b != nil && b.acked.Load() {
 		b.mu.Lock()
-		if b.tx == nil && b.acked.Load() && !b.closed {
+		if !b.open && b.acked.Load() && !b.closed {
 			_ = db.beginLocked() // a commit failed: re-apply what it held
 		}
-		if b.tx != nil && b.acked.Load() {
-			return cq{c: db.wc, tx: b.tx}, b.mu.Unlock
+		if b.open && b.acked.Load() {
+			return cq{c: b.stmts}, b.mu.Unlock
 		}
 		b.mu.Unlock()
 	}

@@ -198,7 +198,7 @@ func (db *DB) ensureRoot() error {
 		} else if !errors.Is(err, ErrNotFound) {
 			return err
 		}
-		_, err := tx.tx.Exec(`INSERT INTO nodes (ino, parent, name, kind, mode, size, mtime, ctime) VALUES (?, ?, '', ?, ?, 0, 0, 0)`,
+		_, err := tx.tx.ExecContext(tx.ctx, `INSERT INTO nodes (ino, parent, name, kind, mode, size, mtime, ctime) VALUES (?, ?, '', ?, ?, 0, 0, 0)`,
 			RootIno, OrphanParent, KindDir, 0o755)
 		if err != nil {
 			return fmt.Errorf("insert root: %w", err)
@@ -482,7 +482,7 @@ func (db *DB) updateDirect(ctx context.Context, fn func(*Tx) error) error {
 // Tx is a write transaction.
 type Tx struct {
 	ctx context.Context
-	tx  *sql.Tx
+	tx  runner // the transaction, or the batch's connection inside BEGIN
 	q   cq
 	rec *recorder // the statements that wrote, for the redo log; nil if not logged
 }

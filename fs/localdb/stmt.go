@@ -9,14 +9,22 @@ import (
 // stmtCache keeps prepared statements: parsing SQL costs more than running
 // these small queries, and the node table is queried on every FUSE call.
 type stmtCache struct {
-	db     *sql.DB
+	db     runner // a pool, or the batch's connection
 	mu     sync.Mutex
 	m      map[string]*sql.Stmt
 	closed bool
 	bg     sync.WaitGroup // prepareLater's goroutines
 }
 
-func newStmtCache(db *sql.DB) *stmtCache { return &stmtCache{db: db, m: map[string]*sql.Stmt{}} }
+// runner runs statements: a *sql.DB (a pool), a *sql.Conn or a *sql.Tx.
+type runner interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
+}
+
+func newStmtCache(db runner) *stmtCache { return &stmtCache{db: db, m: map[string]*sql.Stmt{}} }
 
 func (c *stmtCache) get(ctx context.Context, q string) *sql.Stmt {
 	if s := c.cached(q); s != nil {
@@ -75,8 +83,8 @@ func (c *stmtCache) close() {
 	c.m = nil
 }
 
-// cq runs queries through cached statements, on the pool or in a
-// transaction.
+// cq runs queries through cached statements: on the pool or the batch's
+// connection (c alone), or in a transaction (tx, with c the pool's).
 //
 // Statements run without their caller's cancellation (uncancelable):
 // for a context that can end, the SQLite driver starts a goroutine per
