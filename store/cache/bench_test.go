@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"crypto/sha256"
+	"strconv"
 	"testing"
 
 	"github.com/anysync/anysync/crypto"
@@ -83,6 +85,24 @@ func BenchmarkGetMissStore1MiB(b *testing.B) {
 		var id crypto.ID
 		id[0], id[1], id[2] = byte(i), byte(i>>8), byte(i>>16)
 		if _, err := c.Get(ctx, id, fetch, identity); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A small file's blob, as each file of an extracted tree is stored right
+// after its upload.
+func BenchmarkPutSealed4KiB(b *testing.B) {
+	bl := newBlobs(b)
+	c := mustOpen(b, b.TempDir(), Options{MemBytes: 0, DiskBytes: 1 << 40})
+	_, _, sealed := bl.make(b, "x", 4<<10)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		// Distinct IDs, so every put writes a file.
+		id := crypto.ID(sha256.Sum256([]byte(strconv.Itoa(i))))
+		i++
+		if err := c.PutSealed(id, sealed); err != nil {
 			b.Fatal(err)
 		}
 	}

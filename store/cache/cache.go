@@ -84,6 +84,7 @@ type Cache struct {
 	diskLimit   int64
 	disk        *simplelru.LRU[crypto.ID, int64] // unpinned blobs on disk → size
 	pinnedDisk  map[crypto.ID]int64              // pinned blobs on disk → size
+	writing     map[crypto.ID]struct{}           // blobs being written in place
 	diskBytes   int64                            // both
 	pinnedBytes int64
 	pins        map[crypto.ID]struct{}
@@ -151,6 +152,7 @@ func open(dir string, lk *flock.Flock, opts Options) (*Cache, error) {
 		diskLimit:  max(opts.DiskBytes, 0),
 		disk:       disk,
 		pinnedDisk: make(map[crypto.ID]int64),
+		writing:    make(map[crypto.ID]struct{}),
 		flights:    make(map[crypto.ID]*flight),
 	}
 	// Leftovers of an interrupted write are garbage: we hold the lock, so
