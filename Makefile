@@ -72,7 +72,8 @@ lint:
 # of the Go tree against a server on loopback (beside restic), and the drive
 # workloads (beside plain disk and gocryptfs) when FUSE is usable. Prints
 # tables and writes bench/results.json. BENCH_FLAGS passes options, e.g.
-# BENCH_FLAGS="-repeat 3 -write-mb 256 -drive=false".
+# BENCH_FLAGS="-repeat 3 -write-mb 256 -drive=false", or
+# BENCH_FLAGS="-micro=false -backup=false -targets=anysync" for the drive alone.
 bench: build
 	$(GO) run ./bench -bin $(BIN) -out bench/results.json $(BENCH_FLAGS)
 

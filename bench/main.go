@@ -52,6 +52,8 @@ var targets = map[string]float64{
 type config struct {
 	bin, src, work, out string
 	micro, drive        bool
+	backup              bool
+	targets             string // drive targets to run, comma-separated
 	repeat              int
 	writeMB             int
 	keep                bool
@@ -89,6 +91,8 @@ func main() {
 	flag.StringVar(&c.out, "out", "bench/results.json", "JSON results file")
 	flag.BoolVar(&c.micro, "micro", true, "run the core micro-benchmarks")
 	flag.BoolVar(&c.drive, "drive", true, "run the drive workloads (needs FUSE)")
+	flag.BoolVar(&c.backup, "backup", true, "run the backup workloads")
+	flag.StringVar(&c.targets, "targets", "plain,anysync,gocryptfs", "drive workloads' targets, comma-separated")
 	flag.IntVar(&c.repeat, "repeat", 1, "runs per timed workload; the minimum is reported")
 	flag.IntVar(&c.writeMB, "write-mb", 1024, "size of the sequential write, MiB")
 	flag.BoolVar(&c.keep, "keep", false, "keep the scratch folder")
@@ -137,10 +141,12 @@ func run(c config) error {
 	if err := b.startServer(); err != nil {
 		return err
 	}
-	if out, err := exec.Command(b.anysync(), "backup", "--help").CombinedOutput(); err != nil {
-		b.note("%s has no backup command (%s): backup workloads skipped", b.anysync(), strings.TrimSpace(string(out)))
-	} else if err := b.runBackup(); err != nil {
-		return err
+	if c.backup {
+		if out, err := exec.Command(b.anysync(), "backup", "--help").CombinedOutput(); err != nil {
+			b.note("%s has no backup command (%s): backup workloads skipped", b.anysync(), strings.TrimSpace(string(out)))
+		} else if err := b.runBackup(); err != nil {
+			return err
+		}
 	}
 	if c.drive {
 		b.runDrive()
@@ -580,15 +586,24 @@ func (b *bench) runDrive() {
 	// The inputs go to disk now, not in the background of the first
 	// workloads (whose fsyncs would wait behind them).
 	flushDisk()
-	targets := []driveTarget{b.plainTarget()}
-	if t, err := b.anysyncTarget(); err != nil {
-		b.note("anysync drive: %v", err)
-	} else {
-		targets = append(targets, t)
-	}
-	if t, err := b.gocryptfsTarget(); err != nil {
-		b.note("gocryptfs: %v", err)
-	} else {
+	var targets []driveTarget
+	for _, name := range strings.Split(b.cfg.targets, ",") {
+		var t driveTarget
+		var err error
+		switch strings.TrimSpace(name) {
+		case "plain":
+			t = b.plainTarget()
+		case "anysync":
+			t, err = b.anysyncTarget()
+		case "gocryptfs":
+			t, err = b.gocryptfsTarget()
+		default:
+			err = errors.New("unknown target (plain, anysync, gocryptfs)")
+		}
+		if err != nil {
+			b.note("%s drive: %v", name, err)
+			continue
+		}
 		targets = append(targets, t)
 	}
 	for _, t := range targets {
