@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/fs/localdb"
 	"github.com/anysync/anysync/fs/node"
@@ -185,27 +187,14 @@ func (s *Syncer) upload(parent context.Context, pending []localdb.Node, backgrou
 	if background {
 		workers = 1
 	}
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
+	// The first error cancels the other workers and the feed.
+	g, ctx := errgroup.WithContext(parent)
 	work := make(chan []uint64)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
-		}
-		mu.Unlock()
-	}
 	var held unrecorded
 	store := func(ino uint64, r node.ContentReader) ([]byte, int64, error) { return s.store(ctx, ino, r) }
 	batches := (len(pending) + uploadBatch - 1) / uploadBatch
 	for range min(workers, batches) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			if background {
 				lowerPriority()
 			}
@@ -213,15 +202,16 @@ func (s *Syncer) upload(parent context.Context, pending []localdb.Node, backgrou
 				st, err := s.cfg.FS.StoreContent(ctx, inos, store)
 				held.add(st)
 				if err != nil {
-					fail(err)
+					return err
 				}
 				if due := held.take(s.cfg.FS.WriterWaiting(), s.recordEvery); due != nil {
 					if err := s.recordStored(ctx, due); err != nil {
-						fail(err)
+						return err
 					}
 				}
 			}
-		}()
+			return nil
+		})
 	}
 	// Batches are runs of the table's order, so files of one directory
 	// tend to share packs.
@@ -239,16 +229,16 @@ feed:
 		}
 	}
 	close(work)
-	wg.Wait()
+	err := g.Wait()
 	// What was stored is recorded even after a failure, under the
 	// caller's context: it is uploaded once its packs are.
-	if err := s.recordStored(parent, held.take(true, 0)); err != nil {
-		fail(err)
+	if rerr := s.recordStored(parent, held.take(true, 0)); err == nil {
+		err = rerr
 	}
-	if firstErr != nil {
-		return firstErr
+	if err == nil {
+		err = parent.Err()
 	}
-	return ctx.Err()
+	return err
 }
 
 // smallFile is the size up to which content is stored as one blob without
