@@ -55,17 +55,32 @@ const accessModeMask = syscall.O_RDONLY | syscall.O_WRONLY | syscall.O_RDWR
 // Ino returns the handle's node.
 func (h *Handle) Ino() uint64 { return h.of.ino }
 
+// claim is how an upload holds a node.
+type claim uint8
+
+const (
+	// claimStored: its content is being stored; writers wait.
+	claimStored claim = iota + 1
+	// claimRecording: its row is being recorded; every open waits.
+	claimRecording
+)
+
 // acquire registers a handle on ino, waiting while an upload holds the node
-// if the handle writes.
+// if the handle writes, or while an upload records it.
 func (f *FS) acquire(ino uint64, write bool) *openFile {
 	f.omu.Lock()
 	defer f.omu.Unlock()
-	if write && f.busy[ino] {
-		f.waiting.Add(1)
-		for f.busy[ino] {
+	blocked := func() bool { c := f.busy[ino]; return c == claimRecording || (write && c != 0) }
+	if blocked() {
+		if write {
+			f.waiting.Add(1)
+		}
+		for blocked() {
 			f.cond.Wait()
 		}
-		f.waiting.Add(-1)
+		if write {
+			f.waiting.Add(-1)
+		}
 	}
 	of := f.open[ino]
 	if of == nil {

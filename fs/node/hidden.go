@@ -88,5 +88,5 @@ func (f *FS) guardRemove(parent uint64, name string) error {
 func (f *FS) Uploading(ino uint64) bool {
 	f.omu.Lock()
 	defer f.omu.Unlock()
-	return f.busy[ino]
+	return f.busy[ino] != 0
 }

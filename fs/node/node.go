@@ -92,9 +92,18 @@ type FS struct {
 	omu  sync.Mutex
 	cond *sync.Cond // on omu: signalled when an upload ends
 	open map[uint64]*openFile
-	busy map[uint64]bool // nodes whose staging file is being uploaded
+	busy map[uint64]claim // nodes an upload holds
 
 	waiting atomic.Int32 // writers waiting for busy nodes
+
+	hooks testHooks
+}
+
+// testHooks let tests act inside windows that real concurrency hits only
+// rarely; all are nil outside tests.
+type testHooks struct {
+	created   func(ino uint64) // Create, once the new row is visible
+	recording func()           // Record, before it writes the batch's rows
 }
 
 // New returns the node layer, after recovering from any crash: nodes
@@ -112,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 		quota:    cfg.Quota,
 		reserved: cfg.Reserved,
 		open:     map[uint64]*openFile{},
-		busy:     map[uint64]bool{},
+		busy:     map[uint64]claim{},
 	}
 	f.cond = sync.NewCond(&f.omu)
 	if cfg.History != nil {
@@ -380,8 +389,9 @@ func touchDir(tx *localdb.Tx, dir uint64, t int64) error {
 }
 
 // newChild inserts a new node in a directory; inline marks a new regular
-// file's (empty) content as pending in the row.
-func (f *FS) newChild(ctx context.Context, n *localdb.Node, inline bool) (Attr, error) {
+// file's (empty) content as pending in the row. inserted, if not nil, is
+// called with the new node's number before the row becomes visible.
+func (f *FS) newChild(ctx context.Context, n *localdb.Node, inline bool, inserted func(ino uint64)) (Attr, error) {
 	if err := f.guardCreate(n.Parent, n.Name); err != nil {
 		return Attr{}, err
 	}
@@ -405,7 +415,13 @@ func (f *FS) newChild(ctx context.Context, n *localdb.Node, inline bool) (Attr, 
 		} else if err != nil {
 			return err
 		}
-		return touchDir(tx, n.Parent, t)
+		if err := touchDir(tx, n.Parent, t); err != nil {
+			return err
+		}
+		if inserted != nil {
+			inserted(n.Ino)
+		}
+		return nil
 	})
 	if err != nil {
 		return Attr{}, err
@@ -430,7 +446,7 @@ func (f *FS) newStaging() (string, *os.File, error) {
 
 // Mkdir creates a directory.
 func (f *FS) Mkdir(ctx context.Context, parent uint64, name string, mode uint32) (Attr, error) {
-	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindDir, Mode: mode & 0o7777}, false)
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindDir, Mode: mode & 0o7777}, false, nil)
 }
 
 // Symlink creates a symbolic link.
@@ -441,26 +457,38 @@ func (f *FS) Symlink(ctx context.Context, parent uint64, name, target string) (A
 	if len(target) > 4095 {
 		return Attr{}, syscall.ENAMETOOLONG
 	}
-	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}, false)
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindSymlink, Mode: 0o777, Size: int64(len(target)), Target: target}, false, nil)
 }
 
 // Create creates a regular file and opens it.
 func (f *FS) Create(ctx context.Context, parent uint64, name string, flags uint32, mode uint32) (Attr, *Handle, error) {
 	n := &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}
-	a, err := f.newChild(ctx, n, true)
-	if err != nil {
-		return Attr{}, nil, err
-	}
 	acc := flags & accessModeMask
 	write := acc == syscall.O_WRONLY || acc == syscall.O_RDWR
-	of := f.acquire(a.Ino, write)
-	of.mu.Lock()
-	if of.staging == nil && of.src == nil {
-		// Nobody opened it meanwhile: start from the empty inline content.
-		of.staging, of.stagingName, of.marked = &memBacking{}, "", true
-		of.size, of.mtime, of.ctime, of.mode = 0, n.Mtime, n.Ctime, n.Mode
+	// The file is registered open, on the row's empty inline content,
+	// before its row is visible: an upload listing the new row then skips
+	// it while it is open for writing. Registered after the insert, an
+	// upload could record the empty content in between, and the open file
+	// would go on believing the row records pending content.
+	var of *openFile
+	a, err := f.newChild(ctx, n, true, func(ino uint64) {
+		of = &openFile{ino: ino, refs: 1, staging: &memBacking{}, marked: true, mtime: n.Mtime, ctime: n.Ctime, mode: n.Mode}
+		if write {
+			of.writers = 1
+		}
+		f.omu.Lock()
+		f.open[ino] = of
+		f.omu.Unlock()
+	})
+	if err != nil {
+		if of != nil {
+			_ = (&Handle{fs: f, of: of, write: write}).Release(ctx)
+		}
+		return Attr{}, nil, err
 	}
-	of.mu.Unlock()
+	if f.hooks.created != nil {
+		f.hooks.created(a.Ino)
+	}
 	return a, &Handle{fs: f, of: of, write: write, append: flags&syscall.O_APPEND != 0}, nil
 }
 
@@ -470,7 +498,7 @@ func (f *FS) Mknod(ctx context.Context, parent uint64, name string, mode uint32)
 	if mode&syscall.S_IFMT != syscall.S_IFREG && mode&syscall.S_IFMT != 0 {
 		return Attr{}, syscall.EPERM
 	}
-	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true)
+	return f.newChild(ctx, &localdb.Node{Parent: parent, Name: name, Kind: localdb.KindFile, Mode: mode & 0o7777}, true, nil)
 }
 
 // removeNode drops a node from the tree: deleted at once, or kept as an

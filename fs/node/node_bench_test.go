@@ -19,13 +19,19 @@ func newTestFS(tb testing.TB) *FS {
 // as the daemon opens it).
 func newTestFSOn(tb testing.TB, open func(string) (*localdb.DB, error)) *FS {
 	tb.Helper()
+	return newTestFSWith(tb, open, nil)
+}
+
+// newTestFSWith is newTestFSOn reading placeholders from content.
+func newTestFSWith(tb testing.TB, open func(string) (*localdb.DB, error), content ContentSource) *FS {
+	tb.Helper()
 	dir := tb.TempDir()
 	db, err := open(filepath.Join(dir, "node.db"))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = db.Close() })
-	f, err := New(context.Background(), Config{DB: db, StagingDir: filepath.Join(dir, "staging")})
+	f, err := New(context.Background(), Config{DB: db, StagingDir: filepath.Join(dir, "staging"), Content: content})
 	if err != nil {
 		tb.Fatal(err)
 	}

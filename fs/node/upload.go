@@ -99,11 +99,11 @@ func (f *FS) StoreContent(ctx context.Context, inos []uint64, store StoreFunc) (
 	st := &Stored{f: f, claimed: make([]uint64, 0, len(inos))}
 	f.omu.Lock()
 	for _, ino := range inos {
-		if of := f.open[ino]; (of != nil && of.writers > 0) || f.busy[ino] {
+		if of := f.open[ino]; (of != nil && of.writers > 0) || f.busy[ino] != 0 {
 			st.busy = true
 			continue
 		}
-		f.busy[ino] = true
+		f.busy[ino] = claimStored
 		st.claimed = append(st.claimed, ino)
 	}
 	f.omu.Unlock()
@@ -154,25 +154,44 @@ func (st *Stored) release() {
 func (st *Stored) Record(ctx context.Context) error {
 	defer st.release()
 	f := st.f
-	var batch []storedContent
-	var rerr error
+	// From here on every open of these files waits until they are let go:
+	// an open reading a row just before it changes would go on believing
+	// the row records pending content, and the writes it let through
+	// later would never be marked pending.
+	var batch, opened []storedContent
+	var ofs []*openFile
+	f.omu.Lock()
 	for _, d := range st.done {
-		f.omu.Lock()
-		of := f.open[d.ino]
-		f.omu.Unlock()
-		if of == nil {
+		f.busy[d.ino] = claimRecording
+		if of := f.open[d.ino]; of != nil {
+			opened, ofs = append(opened, d), append(ofs, of)
+		} else {
+			batch = append(batch, d)
+		}
+	}
+	f.omu.Unlock()
+	st.done = nil
+	if f.hooks.recording != nil {
+		f.hooks.recording()
+	}
+	var rerr error
+	for i, d := range opened {
+		of := ofs[i]
+		of.mu.Lock()
+		if of.staging == nil && of.src == nil {
+			// Closed since, or opened and not read yet: whatever
+			// opens it next reads the recorded row.
+			of.mu.Unlock()
 			batch = append(batch, d)
 			continue
 		}
 		// Open for reading: the open file keeps its staging file, and
 		// must see the row change under its lock.
-		of.mu.Lock()
 		of.marked = false // the next write marks the row pending again
 		err := f.setContentKeep(ctx, d.ino, d.chunks, d.size)
 		of.mu.Unlock()
 		rerr = errors.Join(rerr, err)
 	}
-	st.done = nil
 	var drops []string
 	if len(batch) > 0 {
 		f.mu.Lock()
