@@ -42,21 +42,37 @@ func (s *Syncer) invalidate(invs []invalidation) {
 }
 
 // Pull applies the server's head to the node table if it moved. It is
-// used at start and when the server announces a new head.
+// used at start and when the server announces a new head. A head older
+// than one this device has seen is a rollback (ErrRollback).
 func (s *Syncer) Pull(ctx context.Context) error {
 	head, err := s.cfg.Remote.Head(ctx)
 	if err != nil {
 		return fmt.Errorf("read head: %w", err)
 	}
-	return s.PullHead(ctx, head)
+	return s.pull(ctx, head, false)
 }
 
-// PullHead applies a known head.
+// PullHead applies a head the server announced. An announced head no
+// newer than the local one is stale, not a rollback: this device
+// committed or applied a later head between the announcement and now.
 func (s *Syncer) PullHead(ctx context.Context, head Head) error {
+	return s.pull(ctx, head, true)
+}
+
+func (s *Syncer) pull(ctx context.Context, head Head, announced bool) error {
 	s.round.Lock()
 	defer s.round.Unlock()
 	var invs []invalidation
 	err := s.cfg.FS.Locked(func() error {
+		if announced {
+			lh, err := s.localHead(ctx)
+			if err != nil {
+				return err
+			}
+			if head.Seq <= lh.Seq {
+				return nil
+			}
+		}
 		var err error
 		invs, err = s.applyLocked(ctx, head)
 		return err

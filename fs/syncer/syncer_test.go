@@ -363,6 +363,35 @@ func TestRollbackRefused(t *testing.T) {
 	}
 }
 
+// TestStaleAnnouncementSkipped: a head announced before this device
+// committed a later one arrives late; it is skipped, not taken for a
+// rollback (the soak test's logs were full of false alarms).
+func TestStaleAnnouncementSkipped(t *testing.T) {
+	c := newCloud(t)
+	a := c.device(t, "A")
+	a.write("/f", "1")
+	a.commit()
+	first, err := a.sync.localHead(a.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.write("/f", "2")
+	a.commit()
+	if err := a.sync.PullHead(a.ctx, first.Head); err != nil {
+		t.Fatalf("stale announced head %d: %v", first.Seq, err)
+	}
+	if got := a.read("/f"); got != "2" {
+		t.Fatalf("f = %q after a stale announcement, want the newer commit's", got)
+	}
+	// Read from the server, the same head is a rollback.
+	c.remote.mu.Lock()
+	c.remote.seq = first.Seq
+	c.remote.mu.Unlock()
+	if err := a.sync.Pull(a.ctx); !errors.Is(err, ErrRollback) {
+		t.Fatalf("pull of an older head: %v, want ErrRollback", err)
+	}
+}
+
 func TestPendingSurvivesRestart(t *testing.T) {
 	c := newCloud(t)
 	a := c.device(t, "A")
