@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/anysync/anysync/fs/localdb"
@@ -37,6 +38,10 @@ type openFile struct {
 	marked bool
 	// stagingName is the staging file's name; "" for inline content.
 	stagingName string
+	// stale: a remote version replaced the committed content this open
+	// file reads or copied (FS.ContentReplaced); its view is dropped and
+	// the row read again before the next read or write.
+	stale atomic.Bool
 }
 
 // Handle is one open file description.
@@ -134,6 +139,7 @@ func (f *FS) Open(ctx context.Context, ino uint64, flags uint32) (*Handle, error
 // prepare makes of ready for reading, and for writing if write; truncate
 // empties the file. Called with of.mu held.
 func (f *FS) prepare(ctx context.Context, of *openFile, write, truncate bool) error {
+	f.dropStale(of)
 	if of.staging == nil && of.src == nil {
 		n, err := f.db.Get(ctx, of.ino)
 		if err != nil {
@@ -172,6 +178,36 @@ func (f *FS) prepare(ctx context.Context, of *openFile, write, truncate bool) er
 		return nil
 	}
 	return f.hydrate(ctx, of, truncate)
+}
+
+// errReplaced: the content a change was to apply to was replaced by a
+// remote version meanwhile; the change is retried on the new content.
+var errReplaced = errors.New("content replaced by a remote version")
+
+// ContentReplaced tells an open file of ino, if any, that a remote version
+// replaced the node's committed content (the syncer calls it with the FS
+// Locked, once the row changed). Handles that read it see the new content
+// from their next read on, as if another process had rewritten the file.
+func (f *FS) ContentReplaced(ino uint64) {
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	if of := f.open[ino]; of != nil {
+		of.stale.Store(true)
+	}
+}
+
+// dropStale forgets a view of content that a remote version replaced: a
+// reader over the old chunks, or a clean local copy of them, which the
+// row no longer names. Called with of.mu held.
+func (f *FS) dropStale(of *openFile) {
+	if !of.stale.Swap(false) || of.marked {
+		return
+	}
+	if of.staging != nil {
+		_ = of.staging.Close()
+	}
+	f.removeStaging(of.stagingName)
+	of.staging, of.src, of.stagingName = nil, nil, ""
 }
 
 // hydrate gives of a staging file holding its current content (or nothing,
@@ -268,13 +304,18 @@ func (f *FS) spill(ctx context.Context, of *openFile) error {
 }
 
 // markContent records in the row that staging holds new content, on the
-// first change. Called with of.mu held.
-func (f *FS) markContent(ctx context.Context, of *openFile) error {
+// first change. A change that keeps some of the old content (base) fails
+// with errReplaced if a remote version replaced it meanwhile. Called with
+// of.mu held.
+func (f *FS) markContent(ctx context.Context, of *openFile, base bool) error {
 	if of.marked {
 		return nil
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if base && of.stale.Load() {
+		return errReplaced
+	}
 	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
 		n, err := tx.Get(of.ino)
 		if err != nil {
@@ -305,7 +346,7 @@ func (f *FS) truncateOpen(ctx context.Context, of *openFile, size int64) error {
 			return err
 		}
 	}
-	if err := f.markContent(ctx, of); err != nil {
+	if err := f.markContent(ctx, of, size > 0); err != nil {
 		return err
 	}
 	if err := of.staging.Truncate(size); err != nil {
@@ -362,15 +403,26 @@ func (f *FS) truncate(ctx context.Context, ino uint64, h *Handle, size int64) er
 	of := h.of
 	of.mu.Lock()
 	defer of.mu.Unlock()
-	if of.staging == nil {
-		if err := f.hydrate(ctx, of, size == 0); err != nil {
+	for {
+		if of.stale.Load() {
+			if err := f.prepare(ctx, of, true, false); err != nil {
+				return err
+			}
+		}
+		if of.staging == nil {
+			if err := f.hydrate(ctx, of, size == 0); err != nil {
+				return err
+			}
+		}
+		err := f.truncateOpen(ctx, of, size)
+		if errors.Is(err, errReplaced) {
+			continue
+		}
+		if err != nil {
 			return err
 		}
+		return f.persistMeta(ctx, of)
 	}
-	if err := f.truncateOpen(ctx, of, size); err != nil {
-		return err
-	}
-	return f.persistMeta(ctx, of)
 }
 
 // persistMeta writes in-memory size and times to the row. Called with
@@ -457,6 +509,16 @@ func (f *FS) setOpenAttr(of *openFile, in SetAttrIn) (Attr, bool) {
 func (h *Handle) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
 	of := h.of
 	of.mu.RLock()
+	if of.stale.Load() && !h.virtual {
+		of.mu.RUnlock()
+		of.mu.Lock()
+		err := h.fs.prepare(ctx, of, h.write, false)
+		of.mu.Unlock()
+		if err != nil {
+			return 0, err
+		}
+		of.mu.RLock()
+	}
 	defer of.mu.RUnlock()
 	if off >= of.size {
 		return 0, nil
@@ -493,18 +555,7 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 	of := h.of
 	of.mu.Lock()
 	defer of.mu.Unlock()
-	if of.staging == nil {
-		return 0, syscall.EBADF
-	}
-	if h.append {
-		off = of.size
-	}
-	if off+int64(len(p)) > InlineMax {
-		if err := h.fs.spill(ctx, of); err != nil {
-			return 0, err
-		}
-	}
-	if err := h.fs.markContent(ctx, of); err != nil {
+	if err := h.prepareWrite(ctx, len(p), &off); err != nil {
 		return 0, err
 	}
 	var n int
@@ -524,6 +575,34 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 		return n, fmt.Errorf("write %d at %d: %w", of.ino, off, err)
 	}
 	return n, nil
+}
+
+// prepareWrite readies of for a write of n bytes at *off (the end of the
+// file for O_APPEND) and marks the row pending. Called with of.mu held.
+func (h *Handle) prepareWrite(ctx context.Context, n int, off *int64) error {
+	of := h.of
+	for {
+		if of.stale.Load() {
+			if err := h.fs.prepare(ctx, of, true, false); err != nil {
+				return err
+			}
+		}
+		if of.staging == nil {
+			return syscall.EBADF
+		}
+		if h.append {
+			*off = of.size
+		}
+		if *off+int64(n) > InlineMax {
+			if err := h.fs.spill(ctx, of); err != nil {
+				return err
+			}
+		}
+		err := h.fs.markContent(ctx, of, true)
+		if !errors.Is(err, errReplaced) {
+			return err
+		}
+	}
 }
 
 // Flush is called on every close(2) of a descriptor: it records the
@@ -590,7 +669,12 @@ func (h *Handle) Release(ctx context.Context) error {
 	}
 	// Only an orphan, or a local copy of clean content, needs cleaning up.
 	cleanup := orphan || (of.stagingName != "" && !of.marked)
+	copyName := ""
+	if !of.marked {
+		copyName = of.stagingName
+	}
 	of.staging, of.src, of.stagingName, of.marked, of.dirtyMeta = nil, nil, "", false, false
+	of.stale.Store(false)
 	var drop string
 	var uerr error
 	if cleanup {
@@ -609,6 +693,9 @@ func (h *Handle) Release(ctx context.Context) error {
 			if n.Staging != "" && n.Flags&localdb.FlagContent == 0 {
 				drop, n.Staging = n.Staging, ""
 				return tx.SetAttrs(&n)
+			}
+			if n.Staging != copyName {
+				drop = copyName // a remote version replaced what it copied
 			}
 			return nil
 		})

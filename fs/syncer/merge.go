@@ -167,15 +167,19 @@ func (s *Syncer) applyLocked(ctx context.Context, head Head) ([]invalidation, er
 	for _, name := range m.drop {
 		s.cfg.FS.RemoveStaging(name)
 	}
+	for _, ino := range m.replaced {
+		s.cfg.FS.ContentReplaced(ino)
+	}
 	return m.invs, nil
 }
 
 type merger struct {
-	s    *Syncer
-	ctx  context.Context
-	now  time.Time
-	invs []invalidation
-	drop []string // staging files of removed nodes
+	s        *Syncer
+	ctx      context.Context
+	now      time.Time
+	invs     []invalidation
+	drop     []string // staging files of removed nodes
+	replaced []uint64 // files whose committed content changed
 }
 
 func (m *merger) loadTree(id crypto.ID) (*tree.Tree, error) {
@@ -362,6 +366,10 @@ func (m *merger) take(tx *localdb.Tx, parent uint64, l *localdb.Node, re *tree.E
 		if !bytes.Equal(chunks, n.Chunks) {
 			n.Chunks, n.Size = chunks, int64(re.Size)
 			n.Flags |= localdb.FlagSynced
+			// A staging file of an unchanged file is an open file's
+			// local copy of the old content: no longer the row's.
+			n.Staging = ""
+			m.replaced = append(m.replaced, n.Ino)
 		}
 	case localdb.KindSymlink:
 		n.Target, n.Size = re.Target, int64(len(re.Target))

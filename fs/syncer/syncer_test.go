@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -630,5 +631,73 @@ func TestStoreAheadWhileWriting(t *testing.T) {
 	b.pull()
 	if got := b.read("/big"); got != string(data) {
 		t.Fatal("the file stored ahead and changed before its close reads back wrong on another device")
+	}
+}
+
+// TestRemoteChangeWhileOpen: a file open for reading on B when A's new
+// version of it arrives reads the new content through a new open.
+func TestRemoteChangeWhileOpen(t *testing.T) {
+	c := newCloud(t)
+	a, b := c.device(t, "A"), c.device(t, "B")
+	a.write("/f", "old")
+	a.commit()
+	b.pull()
+	h, err := b.fs.Open(b.ctx, b.resolve("/f").Ino, syscall.O_RDONLY)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = h.Release(b.ctx) }()
+	a.write("/f", "new and longer")
+	a.commit()
+	b.pull()
+	if got := b.read("/f"); got != "new and longer" {
+		t.Fatalf("f = %q on B after A's change, while an old handle is open", got)
+	}
+}
+
+// TestRemoteChangeUnderOpenCopy: B holds a file open for writing, not
+// written yet (a local copy of the old content), when A's new version
+// arrives: B's handle reads the new content, B's write applies to it,
+// and the old copy's staging file does not outlive it.
+func TestRemoteChangeUnderOpenCopy(t *testing.T) {
+	for _, size := range []int{100, node.InlineMax + 100} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			c := newCloud(t)
+			a, b := c.device(t, "A"), c.device(t, "B")
+			a.write("/f", strings.Repeat("o", size))
+			a.commit()
+			b.pull()
+			h, err := b.fs.Open(b.ctx, b.resolve("/f").Ino, syscall.O_RDWR)
+			if err != nil {
+				t.Fatal(err)
+			}
+			newer := strings.Repeat("n", size+10)
+			a.write("/f", newer)
+			a.commit()
+			b.pull()
+			buf := make([]byte, size+20)
+			if n, err := h.ReadAt(b.ctx, buf, 0); err != nil || string(buf[:n]) != newer {
+				t.Fatalf("open handle after A's change read %d bytes (%.10q...), %v; want A's %d", n, buf[:n], err, len(newer))
+			}
+			if _, err := h.WriteAt(b.ctx, []byte("X"), 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Release(b.ctx); err != nil {
+				t.Fatal(err)
+			}
+			want := "X" + newer[1:]
+			if got := b.read("/f"); got != want {
+				t.Fatalf("f on B = %.10q... (%d bytes), want %.10q... (%d)", got, len(got), want, len(want))
+			}
+			b.commit()
+			a.pull()
+			if got := a.read("/f"); got != want {
+				t.Fatalf("f on A = %.10q... (%d bytes), want B's write on A's content", got, len(got))
+			}
+			left, err := os.ReadDir(filepath.Join(filepath.Dir(b.db.Path()), "staging"))
+			if err != nil || len(left) != 0 {
+				t.Fatalf("staging files left on B after commit: %v, %v", left, err)
+			}
+		})
 	}
 }
