@@ -14,7 +14,7 @@ import (
 )
 
 // TestSoakThreeDevices: three devices make seeded random changes at the same
-// time (create, overwrite, append, delete, rename, mkdir) in rounds, with
+// time (create, overwrite, append, delete, rename, mkdir, read) in rounds, with
 // background commits and pushes in between, for two minutes; then all
 // three must converge to identical trees. Nothing here checks which edit
 // wins a conflict, only that the devices agree and nothing breaks.
@@ -108,7 +108,7 @@ func randomOp(rng *rand.Rand, root, tag string) error {
 		}
 		return b
 	}
-	switch op := rng.IntN(10); {
+	switch op := rng.IntN(11); {
 	case op < 3 || len(files) == 0: // create
 		return ignore(os.WriteFile(filepath.Join(pick(dirs), tag+".bin"), content(), 0o644))
 	case op < 5: // overwrite
@@ -126,6 +126,9 @@ func randomOp(rng *rand.Rand, root, tag string) error {
 		return ignore(os.Rename(pick(files), filepath.Join(pick(dirs), tag+"-moved.bin")))
 	case op < 9: // mkdir
 		return ignore(os.Mkdir(filepath.Join(pick(dirs), tag+"-dir"), 0o755))
+	case op < 10: // read a file whole: a row the committer broke reads EIO
+		_, err := os.ReadFile(pick(files))
+		return ignore(err)
 	default: // remove an empty folder
 		if len(dirs) > 1 {
 			return ignore(os.Remove(dirs[1+rng.IntN(len(dirs)-1)]))
