@@ -582,13 +582,12 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 func (h *Handle) prepareWrite(ctx context.Context, n int, off *int64) error {
 	of := h.of
 	for {
-		if of.stale.Load() {
+		// A reader that dropped a stale view left no local copy to write
+		// to: hydrate one, as an open for writing does.
+		if of.stale.Load() || of.staging == nil {
 			if err := h.fs.prepare(ctx, of, true, false); err != nil {
 				return err
 			}
-		}
-		if of.staging == nil {
-			return syscall.EBADF
 		}
 		if h.append {
 			*off = of.size

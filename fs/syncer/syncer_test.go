@@ -657,47 +657,62 @@ func TestRemoteChangeWhileOpen(t *testing.T) {
 
 // TestRemoteChangeUnderOpenCopy: B holds a file open for writing, not
 // written yet (a local copy of the old content), when A's new version
-// arrives: B's handle reads the new content, B's write applies to it,
-// and the old copy's staging file does not outlive it.
+// arrives: B's handles read the new content, B's write applies to it, and
+// the old copy's staging file does not outlive it. The new content is
+// read first through the writing handle, or through a reading one (which
+// leaves the writer no local copy to write to).
 func TestRemoteChangeUnderOpenCopy(t *testing.T) {
 	for _, size := range []int{100, node.InlineMax + 100} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			c := newCloud(t)
-			a, b := c.device(t, "A"), c.device(t, "B")
-			a.write("/f", strings.Repeat("o", size))
-			a.commit()
-			b.pull()
-			h, err := b.fs.Open(b.ctx, b.resolve("/f").Ino, syscall.O_RDWR)
-			if err != nil {
-				t.Fatal(err)
-			}
-			newer := strings.Repeat("n", size+10)
-			a.write("/f", newer)
-			a.commit()
-			b.pull()
-			buf := make([]byte, size+20)
-			if n, err := h.ReadAt(b.ctx, buf, 0); err != nil || string(buf[:n]) != newer {
-				t.Fatalf("open handle after A's change read %d bytes (%.10q...), %v; want A's %d", n, buf[:n], err, len(newer))
-			}
-			if _, err := h.WriteAt(b.ctx, []byte("X"), 0); err != nil {
-				t.Fatal(err)
-			}
-			if err := h.Release(b.ctx); err != nil {
-				t.Fatal(err)
-			}
-			want := "X" + newer[1:]
-			if got := b.read("/f"); got != want {
-				t.Fatalf("f on B = %.10q... (%d bytes), want %.10q... (%d)", got, len(got), want, len(want))
-			}
-			b.commit()
-			a.pull()
-			if got := a.read("/f"); got != want {
-				t.Fatalf("f on A = %.10q... (%d bytes), want B's write on A's content", got, len(got))
-			}
-			left, err := os.ReadDir(filepath.Join(filepath.Dir(b.db.Path()), "staging"))
-			if err != nil || len(left) != 0 {
-				t.Fatalf("staging files left on B after commit: %v, %v", left, err)
-			}
-		})
+		for _, viaReader := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/reader=%v", size, viaReader), func(t *testing.T) {
+				c := newCloud(t)
+				a, b := c.device(t, "A"), c.device(t, "B")
+				a.write("/f", strings.Repeat("o", size))
+				a.commit()
+				b.pull()
+				ino := b.resolve("/f").Ino
+				h, err := b.fs.Open(b.ctx, ino, syscall.O_RDWR)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r, err := b.fs.Open(b.ctx, ino, syscall.O_RDONLY)
+				if err != nil {
+					t.Fatal(err)
+				}
+				newer := strings.Repeat("n", size+10)
+				a.write("/f", newer)
+				a.commit()
+				b.pull()
+				first := h
+				if viaReader {
+					first = r
+				}
+				buf := make([]byte, size+20)
+				if n, err := first.ReadAt(b.ctx, buf, 0); err != nil || string(buf[:n]) != newer {
+					t.Fatalf("open handle after A's change read %d bytes (%.10q...), %v; want A's %d", n, buf[:n], err, len(newer))
+				}
+				if _, err := h.WriteAt(b.ctx, []byte("X"), 0); err != nil {
+					t.Fatalf("write after A's change: %v", err)
+				}
+				for _, h := range []*node.Handle{h, r} {
+					if err := h.Release(b.ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+				want := "X" + newer[1:]
+				if got := b.read("/f"); got != want {
+					t.Fatalf("f on B = %.10q... (%d bytes), want %.10q... (%d)", got, len(got), want, len(want))
+				}
+				b.commit()
+				a.pull()
+				if got := a.read("/f"); got != want {
+					t.Fatalf("f on A = %.10q... (%d bytes), want B's write on A's content", got, len(got))
+				}
+				left, err := os.ReadDir(filepath.Join(filepath.Dir(b.db.Path()), "staging"))
+				if err != nil || len(left) != 0 {
+					t.Fatalf("staging files left on B after commit: %v, %v", left, err)
+				}
+			})
+		}
 	}
 }
