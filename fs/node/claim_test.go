@@ -202,3 +202,52 @@ func TestOpenWhileRecording(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenedUnreadWhileRecording: an open that registered before an upload
+// began recording its file, and reads the row only while the upload
+// records (here: between the open files and the closed ones), reads the
+// recorded row; a write through a later handle is then marked pending.
+func TestOpenedUnreadWhileRecording(t *testing.T) {
+	for _, size := range []int{1000, InlineMax + 1} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			f, mc := newMemContentFS(t)
+			ctx := context.Background()
+			first := bytes.Repeat([]byte("1"), size)
+			ino := createWritten(t, f, "f", first)
+			st, err := f.StoreContent(ctx, []uint64{ino}, mc.store)
+			if err != nil || st.Len() != 1 {
+				t.Fatalf("store: %d stored, %v", st.Len(), err)
+			}
+			// Open's first half: registered, the row not read yet.
+			of := f.acquire(ino, false)
+			r := &Handle{fs: f, of: of}
+			var prepErr error
+			f.hooks.recording = func() {
+				of.mu.Lock()
+				prepErr = f.prepare(ctx, of, false, false)
+				of.mu.Unlock()
+			}
+			if err := st.Record(ctx); err != nil {
+				t.Fatal(err)
+			}
+			f.hooks.recording = nil
+			if prepErr != nil {
+				t.Fatalf("open's second half during the recording: %v", prepErr)
+			}
+			w, err := f.Open(ctx, ino, syscall.O_WRONLY|syscall.O_APPEND)
+			if err != nil {
+				t.Fatal(err)
+			}
+			second := []byte("appended")
+			if _, err := w.WriteAt(ctx, second, 0); err != nil {
+				t.Fatal(err)
+			}
+			for _, h := range []*Handle{w, r} {
+				if err := h.Release(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			checkPendingUploads(t, f, mc, ino, append(first, second...))
+		})
+	}
+}

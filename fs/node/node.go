@@ -103,7 +103,7 @@ type FS struct {
 // rarely; all are nil outside tests.
 type testHooks struct {
 	created   func(ino uint64) // Create, once the new row is visible
-	recording func()           // Record, before it writes the batch's rows
+	recording func()           // Record, before it writes the closed files' rows
 }
 
 // New returns the node layer, after recovering from any crash: nodes

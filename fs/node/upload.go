@@ -171,26 +171,26 @@ func (st *Stored) Record(ctx context.Context) error {
 	}
 	f.omu.Unlock()
 	st.done = nil
-	if f.hooks.recording != nil {
-		f.hooks.recording()
-	}
 	var rerr error
 	for i, d := range opened {
+		// The row changes under the open file's lock, so that it never
+		// reads the row halfway. Open and read from: it keeps its
+		// staging file, and the next write marks the row pending again.
+		// Closed since, or opened and not read yet: the staging file
+		// goes, and whoever reads the row next reads the recorded one.
 		of := ofs[i]
 		of.mu.Lock()
-		if of.staging == nil && of.src == nil {
-			// Closed since, or opened and not read yet: whatever
-			// opens it next reads the recorded row.
-			of.mu.Unlock()
-			batch = append(batch, d)
-			continue
+		keep := of.staging != nil || of.src != nil
+		if keep {
+			of.marked = false
 		}
-		// Open for reading: the open file keeps its staging file, and
-		// must see the row change under its lock.
-		of.marked = false // the next write marks the row pending again
-		err := f.setContentKeep(ctx, d.ino, d.chunks, d.size)
+		drop, err := f.setContentOpen(ctx, d.ino, d.chunks, d.size, !keep)
 		of.mu.Unlock()
+		f.removeStaging(drop)
 		rerr = errors.Join(rerr, err)
+	}
+	if f.hooks.recording != nil {
+		f.hooks.recording()
 	}
 	var drops []string
 	if len(batch) > 0 {
@@ -264,18 +264,25 @@ func (f *FS) stagingGone(ctx context.Context, n localdb.Node) bool {
 	return errors.Is(err, localdb.ErrNotFound) || (err == nil && cur.Staging != n.Staging)
 }
 
-// setContentKeep records one node's committed content in its own
-// transaction, keeping its staging file (an open file reads from it).
-func (f *FS) setContentKeep(ctx context.Context, ino uint64, chunks []byte, size int64) error {
+// setContentOpen records one node's committed content in its own
+// transaction; dropStaging also forgets its staging file, which it returns
+// for removal once no open file can read it.
+func (f *FS) setContentOpen(ctx context.Context, ino uint64, chunks []byte, size int64, dropStaging bool) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.db.Update(ctx, func(tx *localdb.Tx) error {
-		_, err := tx.SetContent(ino, chunks, size, false)
+	var drop string
+	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
+		var err error
+		drop, err = tx.SetContent(ino, chunks, size, dropStaging)
 		if errors.Is(err, localdb.ErrNotFound) {
 			return nil // unlinked meanwhile
 		}
 		return err
 	})
+	if err != nil {
+		return "", err
+	}
+	return drop, nil
 }
 
 // Locked runs fn while no metadata change can happen (the committer builds
