@@ -113,6 +113,28 @@ func uploadPending(t *testing.T, f *FS, mc *memContent) {
 	}
 }
 
+// appendThenCheck appends through a new O_APPEND handle, closes it and
+// the handles still open, and checks that the file is pending with first
+// and the appended bytes, before and after an upload.
+func appendThenCheck(t *testing.T, f *FS, mc *memContent, ino uint64, first []byte, open ...*Handle) {
+	t.Helper()
+	ctx := context.Background()
+	w, err := f.Open(ctx, ino, syscall.O_WRONLY|syscall.O_APPEND)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := []byte("appended")
+	if _, err := w.WriteAt(ctx, second, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range append([]*Handle{w}, open...) {
+		if err := h.Release(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkPendingUploads(t, f, mc, ino, append(first, second...))
+}
+
 // TestUploadBetweenCreateAndWrite: an upload that looks at a file just
 // created, before its first write, must not record the empty content over
 // what is then written (the soak test found rows whose size was the
@@ -184,21 +206,7 @@ func TestOpenWhileRecording(t *testing.T) {
 			if r.err != nil {
 				t.Fatalf("open for reading during the upload: %v", r.err)
 			}
-			w, err := f.Open(ctx, ino, syscall.O_WRONLY|syscall.O_APPEND)
-			if err != nil {
-				t.Fatal(err)
-			}
-			second := []byte("appended")
-			if _, err := w.WriteAt(ctx, second, 0); err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
-			if err := r.h.Release(ctx); err != nil {
-				t.Fatal(err)
-			}
-			checkPendingUploads(t, f, mc, ino, append(first, second...))
+			appendThenCheck(t, f, mc, ino, first, r.h)
 		})
 	}
 }
@@ -234,20 +242,7 @@ func TestOpenedUnreadWhileRecording(t *testing.T) {
 			if prepErr != nil {
 				t.Fatalf("open's second half during the recording: %v", prepErr)
 			}
-			w, err := f.Open(ctx, ino, syscall.O_WRONLY|syscall.O_APPEND)
-			if err != nil {
-				t.Fatal(err)
-			}
-			second := []byte("appended")
-			if _, err := w.WriteAt(ctx, second, 0); err != nil {
-				t.Fatal(err)
-			}
-			for _, h := range []*Handle{w, r} {
-				if err := h.Release(ctx); err != nil {
-					t.Fatal(err)
-				}
-			}
-			checkPendingUploads(t, f, mc, ino, append(first, second...))
+			appendThenCheck(t, f, mc, ino, first, r)
 		})
 	}
 }
