@@ -25,7 +25,9 @@ var (
 )
 
 // driveBinaries builds anysync and anysync-server once per test process
-// into the repository's bin/, as `make build` does.
+// into the repository's bin/test/: not bin/ itself, where `make build`
+// puts the binaries `make run` and `make bench` use (a test run with
+// GOFLAGS=-race left race-enabled ones there, and the bench measured them).
 func driveBinaries(t *testing.T) (client, server string) {
 	t.Helper()
 	driveBinOnce.Do(func() {
@@ -35,7 +37,7 @@ func driveBinaries(t *testing.T) (client, server string) {
 			return
 		}
 		root := filepath.Dir(strings.TrimSpace(string(out)))
-		driveBinDir = filepath.Join(root, "bin")
+		driveBinDir = testBinDir(root)
 		for _, c := range []string{"anysync", "anysync-server"} {
 			cmd := exec.Command("go", "build", "-o", filepath.Join(driveBinDir, c), "./cmd/"+c)
 			cmd.Dir = root

@@ -31,8 +31,8 @@ var (
 )
 
 // serverBinary builds the real anysync-server once per test process, into
-// the repository's bin/ (where `make build` puts it), so nothing is left
-// in temporary folders.
+// the repository's bin/test/ (testBinDir), so nothing is left in temporary
+// folders.
 func serverBinary(t *testing.T) string {
 	t.Helper()
 	serverBinOnce.Do(func() {
@@ -42,7 +42,7 @@ func serverBinary(t *testing.T) string {
 			return
 		}
 		root := filepath.Dir(strings.TrimSpace(string(out)))
-		serverBinPath = filepath.Join(root, "bin", "anysync-server")
+		serverBinPath = filepath.Join(testBinDir(root), "anysync-server")
 		cmd := exec.Command("go", "build", "-o", serverBinPath, "./cmd/anysync-server")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -54,6 +54,10 @@ func serverBinary(t *testing.T) string {
 	}
 	return serverBinPath
 }
+
+// testBinDir is where the tests build the binaries they run: beside
+// `make build`'s, not over them.
+func testBinDir(root string) string { return filepath.Join(root, "bin", "test") }
 
 // serverCLI runs an anysync-server subcommand to completion.
 func serverCLI(t *testing.T, args ...string) (string, error) {
