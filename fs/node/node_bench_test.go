@@ -98,6 +98,38 @@ func BenchmarkWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkReadAt is 128 KiB reads (the kernel's read size) of a file's
+// local content, the path every read of an open file takes.
+func BenchmarkReadAt(b *testing.B) {
+	f := newTestFS(b)
+	ctx := context.Background()
+	a, h, err := f.Create(ctx, localdb.RootIno, "big", syscall.O_WRONLY, 0o600)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const size = 16 << 20
+	if _, err := h.WriteAt(ctx, make([]byte, size), 0); err != nil {
+		b.Fatal(err)
+	}
+	if err := h.Release(ctx); err != nil {
+		b.Fatal(err)
+	}
+	r, err := f.Open(ctx, a.Ino, syscall.O_RDONLY)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = r.Release(ctx) }()
+	buf := make([]byte, 128<<10)
+	b.SetBytes(int64(len(buf)))
+	var off int64
+	for b.Loop() {
+		if n, err := r.ReadAt(ctx, buf, off); err != nil || n != len(buf) {
+			b.Fatalf("read %d at %d: %v", n, off, err)
+		}
+		off = (off + int64(len(buf))) % size
+	}
+}
+
 // BenchmarkLookupGetAttr is the metadata read path.
 func BenchmarkLookupGetAttr(b *testing.B) {
 	f := newTestFS(b)
