@@ -287,6 +287,8 @@ func (d *daemon) watch(ctx context.Context) {
 			continue
 		}
 		for h := range ch {
+			// A cheap early skip of stale announcements; PullHead checks
+			// again under the round lock, which a commit may hold a while.
 			seq, _, err := d.sync.Position(ctx)
 			if err != nil || h.Seq <= seq {
 				continue

@@ -135,6 +135,18 @@ func appendThenCheck(t *testing.T, f *FS, mc *memContent, ino uint64, first []by
 	checkPendingUploads(t, f, mc, ino, append(first, second...))
 }
 
+// withWrittenFile runs fn, for an inline and a staging-file size, on a new
+// FS holding one closed, pending file whose content is first.
+func withWrittenFile(t *testing.T, fn func(t *testing.T, f *FS, mc *memContent, ino uint64, first []byte)) {
+	for _, size := range []int{1000, InlineMax + 1} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			f, mc := newMemContentFS(t)
+			first := bytes.Repeat([]byte("1"), size)
+			fn(t, f, mc, createWritten(t, f, "f", first), first)
+		})
+	}
+}
+
 // TestUploadBetweenCreateAndWrite: an upload that looks at a file just
 // created, before its first write, must not record the empty content over
 // what is then written (the soak test found rows whose size was the
@@ -176,39 +188,34 @@ func TestUploadBetweenCreateAndWrite(t *testing.T) {
 // recorded believed the row still recorded pending content, and the
 // append was never marked).
 func TestOpenWhileRecording(t *testing.T) {
-	for _, size := range []int{1000, InlineMax + 1} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			f, mc := newMemContentFS(t)
-			ctx := context.Background()
-			first := bytes.Repeat([]byte("1"), size)
-			ino := createWritten(t, f, "f", first)
-			type opened struct {
-				h   *Handle
-				err error
+	withWrittenFile(t, func(t *testing.T, f *FS, mc *memContent, ino uint64, first []byte) {
+		ctx := context.Background()
+		type opened struct {
+			h   *Handle
+			err error
+		}
+		readerc := make(chan opened, 1)
+		f.hooks.recording = func() {
+			go func() {
+				h, err := f.Open(ctx, ino, syscall.O_RDONLY)
+				readerc <- opened{h, err}
+			}()
+			// Let the open run now if it can; with the fix it waits
+			// for the recording to end.
+			select {
+			case r := <-readerc:
+				readerc <- r
+			case <-time.After(100 * time.Millisecond):
 			}
-			readerc := make(chan opened, 1)
-			f.hooks.recording = func() {
-				go func() {
-					h, err := f.Open(ctx, ino, syscall.O_RDONLY)
-					readerc <- opened{h, err}
-				}()
-				// Let the open run now if it can; with the fix it waits
-				// for the recording to end.
-				select {
-				case r := <-readerc:
-					readerc <- r
-				case <-time.After(100 * time.Millisecond):
-				}
-			}
-			uploadPending(t, f, mc)
-			f.hooks.recording = nil
-			r := <-readerc
-			if r.err != nil {
-				t.Fatalf("open for reading during the upload: %v", r.err)
-			}
-			appendThenCheck(t, f, mc, ino, first, r.h)
-		})
-	}
+		}
+		uploadPending(t, f, mc)
+		f.hooks.recording = nil
+		r := <-readerc
+		if r.err != nil {
+			t.Fatalf("open for reading during the upload: %v", r.err)
+		}
+		appendThenCheck(t, f, mc, ino, first, r.h)
+	})
 }
 
 // TestOpenedUnreadWhileRecording: an open that registered before an upload
@@ -216,33 +223,28 @@ func TestOpenWhileRecording(t *testing.T) {
 // records (here: between the open files and the closed ones), reads the
 // recorded row; a write through a later handle is then marked pending.
 func TestOpenedUnreadWhileRecording(t *testing.T) {
-	for _, size := range []int{1000, InlineMax + 1} {
-		t.Run(fmt.Sprint(size), func(t *testing.T) {
-			f, mc := newMemContentFS(t)
-			ctx := context.Background()
-			first := bytes.Repeat([]byte("1"), size)
-			ino := createWritten(t, f, "f", first)
-			st, err := f.StoreContent(ctx, []uint64{ino}, mc.store)
-			if err != nil || st.Len() != 1 {
-				t.Fatalf("store: %d stored, %v", st.Len(), err)
-			}
-			// Open's first half: registered, the row not read yet.
-			of := f.acquire(ino, false)
-			r := &Handle{fs: f, of: of}
-			var prepErr error
-			f.hooks.recording = func() {
-				of.mu.Lock()
-				prepErr = f.prepare(ctx, of, false, false)
-				of.mu.Unlock()
-			}
-			if err := st.Record(ctx); err != nil {
-				t.Fatal(err)
-			}
-			f.hooks.recording = nil
-			if prepErr != nil {
-				t.Fatalf("open's second half during the recording: %v", prepErr)
-			}
-			appendThenCheck(t, f, mc, ino, first, r)
-		})
-	}
+	withWrittenFile(t, func(t *testing.T, f *FS, mc *memContent, ino uint64, first []byte) {
+		ctx := context.Background()
+		st, err := f.StoreContent(ctx, []uint64{ino}, mc.store)
+		if err != nil || st.Len() != 1 {
+			t.Fatalf("store: %d stored, %v", st.Len(), err)
+		}
+		// Open's first half: registered, the row not read yet.
+		of := f.acquire(ino, false)
+		r := &Handle{fs: f, of: of}
+		var prepErr error
+		f.hooks.recording = func() {
+			of.mu.Lock()
+			prepErr = f.prepare(ctx, of, false, false)
+			of.mu.Unlock()
+		}
+		if err := st.Record(ctx); err != nil {
+			t.Fatal(err)
+		}
+		f.hooks.recording = nil
+		if prepErr != nil {
+			t.Fatalf("open's second half during the recording: %v", prepErr)
+		}
+		appendThenCheck(t, f, mc, ino, first, r)
+	})
 }

@@ -673,7 +673,6 @@ func (h *Handle) Release(ctx context.Context) error {
 		copyName = of.stagingName
 	}
 	of.staging, of.src, of.stagingName, of.marked, of.dirtyMeta = nil, nil, "", false, false
-	of.stale.Store(false)
 	var drop string
 	var uerr error
 	if cleanup {

@@ -158,13 +158,17 @@ func (st *Stored) Record(ctx context.Context) error {
 	// an open reading a row just before it changes would go on believing
 	// the row records pending content, and the writes it let through
 	// later would never be marked pending.
-	var batch, opened []storedContent
-	var ofs []*openFile
+	type openRecord struct {
+		storedContent
+		of *openFile
+	}
+	var batch []storedContent
+	var opened []openRecord
 	f.omu.Lock()
 	for _, d := range st.done {
 		f.busy[d.ino] = claimRecording
 		if of := f.open[d.ino]; of != nil {
-			opened, ofs = append(opened, d), append(ofs, of)
+			opened = append(opened, openRecord{d, of})
 		} else {
 			batch = append(batch, d)
 		}
@@ -172,49 +176,29 @@ func (st *Stored) Record(ctx context.Context) error {
 	f.omu.Unlock()
 	st.done = nil
 	var rerr error
-	for i, d := range opened {
+	for _, o := range opened {
 		// The row changes under the open file's lock, so that it never
 		// reads the row halfway. Open and read from: it keeps its
 		// staging file, and the next write marks the row pending again.
 		// Closed since, or opened and not read yet: the staging file
 		// goes, and whoever reads the row next reads the recorded one.
-		of := ofs[i]
-		of.mu.Lock()
-		keep := of.staging != nil || of.src != nil
+		o.of.mu.Lock()
+		keep := o.of.staging != nil || o.of.src != nil
 		if keep {
-			of.marked = false
+			o.of.marked = false
 		}
-		drop, err := f.setContentOpen(ctx, d.ino, d.chunks, d.size, !keep)
-		of.mu.Unlock()
-		f.removeStaging(drop)
+		drops, err := f.setContents(ctx, []storedContent{o.storedContent}, !keep)
+		o.of.mu.Unlock()
+		for _, name := range drops {
+			f.removeStaging(name)
+		}
 		rerr = errors.Join(rerr, err)
 	}
 	if f.hooks.recording != nil {
 		f.hooks.recording()
 	}
-	var drops []string
-	if len(batch) > 0 {
-		f.mu.Lock()
-		err := f.db.Update(ctx, func(tx *localdb.Tx) error {
-			drops = drops[:0]
-			for _, d := range batch {
-				drop, err := tx.SetContent(d.ino, d.chunks, d.size, true)
-				if errors.Is(err, localdb.ErrNotFound) {
-					continue // unlinked meanwhile
-				}
-				if err != nil {
-					return err
-				}
-				drops = append(drops, drop)
-			}
-			return nil
-		})
-		f.mu.Unlock()
-		if err != nil {
-			drops = nil
-		}
-		rerr = errors.Join(rerr, err)
-	}
+	drops, err := f.setContents(ctx, batch, true)
+	rerr = errors.Join(rerr, err)
 	for _, name := range drops {
 		f.removeStaging(name)
 	}
@@ -264,25 +248,37 @@ func (f *FS) stagingGone(ctx context.Context, n localdb.Node) bool {
 	return errors.Is(err, localdb.ErrNotFound) || (err == nil && cur.Staging != n.Staging)
 }
 
-// setContentOpen records one node's committed content in its own
-// transaction; dropStaging also forgets its staging file, which it returns
-// for removal once no open file can read it.
-func (f *FS) setContentOpen(ctx context.Context, ino uint64, chunks []byte, size int64, dropStaging bool) (string, error) {
+// setContents records the stored content of nodes in one transaction;
+// dropStaging also forgets their staging files, which it returns for
+// removal once no open file can read them. Nodes unlinked meanwhile are
+// skipped.
+func (f *FS) setContents(ctx context.Context, ds []storedContent, dropStaging bool) ([]string, error) {
+	if len(ds) == 0 {
+		return nil, nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var drop string
+	var drops []string
 	err := f.db.Update(ctx, func(tx *localdb.Tx) error {
-		var err error
-		drop, err = tx.SetContent(ino, chunks, size, dropStaging)
-		if errors.Is(err, localdb.ErrNotFound) {
-			return nil // unlinked meanwhile
+		drops = drops[:0]
+		for _, d := range ds {
+			drop, err := tx.SetContent(d.ino, d.chunks, d.size, dropStaging)
+			if errors.Is(err, localdb.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if drop != "" {
+				drops = append(drops, drop)
+			}
 		}
-		return err
+		return nil
 	})
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	return drop, nil
+	return drops, nil
 }
 
 // Locked runs fn while no metadata change can happen (the committer builds
