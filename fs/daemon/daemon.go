@@ -52,6 +52,9 @@ const (
 const (
 	DefaultCacheBytes  = 10 << 30
 	DefaultMemoryBytes = 32 << 20
+	// segmentBytes: small blobs (up to 256 KiB: most files of a source
+	// tree) go into segment files of this size rather than a file each.
+	segmentBytes = 32 << 20
 )
 
 // gcPercent is the daemon's GOGC unless the environment sets one: Go's
@@ -159,7 +162,7 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	// The chunk cache: decrypted chunks in memory, sealed chunks on disk
 	// (surviving restarts), one process per cache folder.
-	chunks, err := cache.Open(filepath.Join(o.Home, CacheDir), cache.Options{MemBytes: o.MemoryBytes, DiskBytes: o.CacheBytes})
+	chunks, err := cache.Open(filepath.Join(o.Home, CacheDir), cache.Options{MemBytes: o.MemoryBytes, DiskBytes: o.CacheBytes, SegmentBytes: segmentBytes})
 	if err != nil {
 		return fmt.Errorf("open chunk cache: %w", err)
 	}

@@ -730,36 +730,13 @@ func TestCloseCancelsRunningFetch(t *testing.T) {
 func TestConcurrentMixedUse(t *testing.T) {
 	b := newBlobs(t)
 	c := mustOpen(t, t.TempDir(), Options{MemBytes: 8 << 10, DiskBytes: 16 << 10})
-	type blob struct {
-		id            crypto.ID
-		plain, sealed []byte
-	}
-	var all []blob
+	var all []testBlob
 	for i := range 40 {
 		id, plain, sealed := b.make(t, fmt.Sprint(i), 1000+i)
-		all = append(all, blob{id, plain, sealed})
+		all = append(all, testBlob{id, plain, sealed})
 	}
 	var wg sync.WaitGroup
-	for g := range 8 {
-		wg.Go(func() {
-			for i := range 200 {
-				x := all[(i*7+g*13)%len(all)]
-				switch i % 10 {
-				case 3:
-					_ = c.Pin(x.id)
-				case 7:
-					_ = c.Unpin(x.id)
-				case 9:
-					_ = c.PutSealed(x.id, x.sealed)
-				}
-				got, err := c.Get(context.Background(), x.id, (&fetcher{sealed: x.sealed}).fetch, b.opener(x.id))
-				if err != nil || !bytes.Equal(got, x.plain) {
-					t.Errorf("Get: %v", err)
-					return
-				}
-			}
-		})
-	}
+	mixedUse(t, &wg, c, b, all, 8, 200)
 	wg.Wait()
 	s := c.Stats()
 	if s.MemBytes > 8<<10 {
@@ -781,6 +758,31 @@ func TestConcurrentMixedUse(t *testing.T) {
 	})
 	if files != s.DiskItems || bytesOnDisk != s.DiskBytes {
 		t.Errorf("index says %d files / %d bytes, disk has %d / %d", s.DiskItems, s.DiskBytes, files, bytesOnDisk)
+	}
+}
+
+// mixedUse starts goroutines that get, pin, unpin and put blobs of all at
+// once, checking every plaintext they get.
+func mixedUse(t *testing.T, wg *sync.WaitGroup, c *Cache, b *blobs, all []testBlob, goroutines, rounds int) {
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range rounds {
+				x := all[(i*7+g*13)%len(all)]
+				switch i % 10 {
+				case 3:
+					_ = c.Pin(x.id)
+				case 7:
+					_ = c.Unpin(x.id)
+				case 9:
+					_ = c.PutSealed(x.id, x.sealed)
+				}
+				got, err := c.Get(context.Background(), x.id, (&fetcher{sealed: x.sealed}).fetch, b.opener(x.id))
+				if err != nil || !bytes.Equal(got, x.plain) {
+					t.Errorf("Get: %v", err)
+					return
+				}
+			}
+		})
 	}
 }
 

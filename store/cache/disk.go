@@ -83,7 +83,7 @@ func (c *Cache) scanDisk() error {
 		return cmp.Compare(a.id.String(), b.id.String())
 	})
 	for _, e := range entries {
-		c.indexLocked(e.id, e.size)
+		c.indexLocked(e.id, e.size, e.mtime)
 		if e.mtime.After(c.lastStamp) {
 			c.lastStamp = e.mtime
 		}
@@ -103,19 +103,21 @@ func (c *Cache) stampLocked() time.Time {
 	return now
 }
 
-// indexLocked records a blob as on disk (and most recently used).
-func (c *Cache) indexLocked(id crypto.ID, size int64) {
+// indexLocked records a blob file as on disk, last used at used.
+func (c *Cache) indexLocked(id crypto.ID, size int64, used time.Time) {
 	c.unindexLocked(id)
 	if _, pinned := c.pins[id]; pinned {
 		c.pinnedDisk[id] = size
 		c.pinnedBytes += size
 	} else {
-		c.disk.Add(id, size)
+		c.disk.Add(id, fileEntry{size, used})
 	}
 	c.diskBytes += size
 }
 
 // unindexLocked forgets a blob's disk copy, reporting whether it had one.
+// A segment's bytes stay counted until the segment goes, which it does at
+// once when nothing live is left in it (unless it is still appended to).
 func (c *Cache) unindexLocked(id crypto.ID) bool {
 	if size, ok := c.pinnedDisk[id]; ok {
 		delete(c.pinnedDisk, id)
@@ -123,9 +125,17 @@ func (c *Cache) unindexLocked(id crypto.ID) bool {
 		c.diskBytes -= size
 		return true
 	}
-	if size, ok := c.disk.Peek(id); ok {
+	if e, ok := c.disk.Peek(id); ok {
 		c.disk.Remove(id)
-		c.diskBytes -= size
+		c.diskBytes -= e.size
+		return true
+	}
+	if loc, ok := c.segIndex[id]; ok {
+		delete(c.segIndex, id)
+		loc.seg.live--
+		if loc.seg.live == 0 && loc.seg != c.cur {
+			c.dropSegmentLocked(loc.seg)
+		}
 		return true
 	}
 	return false
@@ -136,15 +146,35 @@ func (c *Cache) unindexLocked(id crypto.ID) bool {
 // evicted meanwhile is a miss.
 func (c *Cache) readDisk(id crypto.ID) (*[]byte, bool) {
 	c.mu.Lock()
+	used := c.stampLocked()
 	_, ok := c.pinnedDisk[id]
 	if !ok {
-		_, ok = c.disk.Get(id) // moves it to the front
+		var e fileEntry
+		if e, ok = c.disk.Peek(id); ok {
+			c.disk.Add(id, fileEntry{e.size, used}) // moves it to the front
+		}
 	}
-	used := c.stampLocked()
-	c.mu.Unlock()
 	if !ok {
-		return nil, false
+		loc, inSeg := c.segIndex[id]
+		if inSeg {
+			loc.seg.refs++
+		}
+		move := inSeg && c.agingLocked(loc.seg)
+		c.mu.Unlock()
+		if !inSeg {
+			return nil, false
+		}
+		bp, err := c.readSegment(loc)
+		if err != nil {
+			return nil, false
+		}
+		if move {
+			// Errors only cost the move: the blob stays where it was.
+			_, _ = c.appendSmall(id, *bp, loc.seg)
+		}
+		return bp, true
 	}
+	c.mu.Unlock()
 	p := c.blobPath(id)
 	buf, err := c.readFile(p)
 	if err != nil {
@@ -233,9 +263,13 @@ func (c *Cache) storeDisk(id crypto.ID, sealed []byte) (stored bool, err error) 
 	c.mu.Lock()
 	_, pinned := c.pins[id]
 	fits := pinned || size <= c.diskLimit
+	small := !pinned && size <= c.segBlobMaxLocked()
 	c.mu.Unlock()
 	if !fits || size == 0 {
 		return false, nil
+	}
+	if small {
+		return c.appendSmall(id, sealed, nil)
 	}
 	if err := c.writeBlob(id, sealed, pinned); err != nil {
 		c.mu.Lock()
@@ -288,7 +322,7 @@ func (c *Cache) writeBlob(id crypto.ID, sealed []byte, durable bool) error {
 	}
 	used := c.stampLocked()
 	_ = os.Chtimes(dst, used, used)
-	c.indexLocked(id, int64(len(sealed)))
+	c.indexLocked(id, int64(len(sealed)), used)
 	c.evictLocked()
 	c.mu.Unlock()
 	if durable {
@@ -313,10 +347,10 @@ func (c *Cache) writeBlobInPlace(id crypto.ID, sealed []byte) error {
 		c.mu.Unlock()
 		return nil
 	}
-	if size, ok := c.disk.Peek(id); ok {
+	if e, ok := c.disk.Peek(id); ok {
 		used := c.stampLocked()
 		_ = os.Chtimes(dst, used, used)
-		c.indexLocked(id, size)
+		c.indexLocked(id, e.size, used)
 		c.mu.Unlock()
 		return nil
 	}
@@ -344,7 +378,7 @@ func (c *Cache) writeBlobInPlace(id crypto.ID, sealed []byte) error {
 	}
 	used := c.stampLocked()
 	_ = os.Chtimes(dst, used, used)
-	c.indexLocked(id, int64(len(sealed)))
+	c.indexLocked(id, int64(len(sealed)), used)
 	c.evictLocked()
 	return nil
 }
@@ -394,27 +428,34 @@ func writePieces(f *os.File, b []byte) error {
 func (c *Cache) dropDisk(id crypto.ID, corrupt bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	_, inSeg := c.segIndex[id]
 	if c.unindexLocked(id) && corrupt {
 		c.stats.Corrupt++
 	}
-	_ = os.Remove(c.blobPath(id))
+	if !inSeg {
+		_ = os.Remove(c.blobPath(id))
+	}
 }
 
-// evictLocked deletes least recently used unpinned blobs until the disk
-// tier, pinned blobs included, is within its limit or nothing unpinned is
-// left.
+// evictLocked deletes least recently used unpinned blob files and
+// segments, whichever was used last longer ago, until the disk tier,
+// pinned blobs included, is within its limit or nothing unpinned is left.
 func (c *Cache) evictLocked() {
 	for c.diskBytes > c.diskLimit {
-		id, size, ok := c.disk.RemoveOldest()
-		if !ok {
+		id, e, fileOK := c.disk.GetOldest()
+		if len(c.segs) > 0 && (!fileOK || c.segs[0].used.Before(e.used)) {
+			c.stats.Evictions += uint64(c.dropSegmentLocked(c.segs[0]))
+			continue
+		}
+		if !fileOK {
 			return
 		}
 		if err := os.Remove(c.blobPath(id)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			// Still there: keep counting it rather than lose track.
-			c.disk.Add(id, size)
 			return
 		}
-		c.diskBytes -= size
+		c.disk.Remove(id)
+		c.diskBytes -= e.size
 		c.stats.Evictions++
 	}
 }

@@ -1,0 +1,551 @@
+package cache
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/anysync/anysync/crypto"
+)
+
+// The segment tier keeps small unpinned blobs appended to segment files
+// instead of one file each: creating a file costs the kernel 20–250 µs
+// (ext4 inode allocation), appending a record a few µs, and extracting a
+// source tree uploads one small blob per file. Eviction is a segment at a
+// time, oldest first; a disk hit in an older segment copies the blob to the
+// current one, so a segment's age is the last use of anything live in it.
+// docs/cache.md has the formats.
+
+const (
+	segMagic  = "ASSEGV1\n"
+	idxMagic  = "ASSIDX1\n"
+	recHeader = 8 + crypto.IDSize // length u32 | CRC-32C u32 | ID
+	idxRecord = crypto.IDSize + 8 // ID | offset u32 | length u32
+	// idxHeader is the magic, the segment's size covered and the count.
+	idxHeader = len(idxMagic) + 8 + 4
+	// maxSegment bounds a segment file (offsets are 32 bits) and what
+	// walkSegment reads into memory.
+	maxSegment = 256 << 20
+	// segBlobDivisor: a segment holds blobs of at most 1/128 of its target
+	// size, so it holds at least ~128 of them.
+	segBlobDivisor = 128
+	// segPerLimit: a segment is at most 1/32 of the disk limit, so
+	// evicting one never frees more than ~3 % of the tier.
+	segPerLimit = 32
+	// minSegBlob: with a limit so small that segments would hold only
+	// tiny blobs, the tier is not used.
+	minSegBlob = 256
+)
+
+// segment is one segment file.
+type segment struct {
+	seq     uint64
+	path    string
+	f       *os.File
+	size    int64     // bytes in the file, counted in diskBytes
+	live    int       // index entries pointing into it
+	used    time.Time // last append: the last use of anything in it
+	entries []segEntry
+	indexed bool // an index file lists every entry
+	refs    int  // readers and the appender using f
+	gone    bool // out of the tier (evicted, emptied, or the cache closed)
+	remove  bool // delete the file once refs drops to 0
+}
+
+// segEntry is one record of a segment: the blob's payload offset and length.
+type segEntry struct {
+	id  crypto.ID
+	off uint32
+	n   uint32
+}
+
+type segLoc struct {
+	seg *segment
+	off uint32
+	n   uint32
+}
+
+func (c *Cache) segPath(seq uint64) string {
+	return filepath.Join(c.segDir, fmt.Sprintf("%016x.seg", seq))
+}
+
+func idxPath(segPath string) string { return strings.TrimSuffix(segPath, ".seg") + ".idx" }
+
+// segTargetLocked is the size at which the current segment is sealed, and
+// segBlobMaxLocked the largest blob the tier takes (0: the tier is off).
+func (c *Cache) segTargetLocked() int64 {
+	return min(c.segBytes, c.diskLimit/segPerLimit, maxSegment)
+}
+
+func (c *Cache) segBlobMaxLocked() int64 {
+	m := c.segTargetLocked() / segBlobDivisor
+	if m < minSegBlob {
+		return 0
+	}
+	return m
+}
+
+// appendRecord encodes one segment record.
+func appendRecord(dst []byte, id crypto.ID, sealed []byte) []byte {
+	var h [recHeader]byte
+	binary.LittleEndian.PutUint32(h[0:], uint32(len(sealed)))
+	copy(h[8:], id[:])
+	crc := crc32.Update(crc32.Checksum(h[8:], crcTable), crcTable, sealed)
+	binary.LittleEndian.PutUint32(h[4:], crc)
+	dst = append(dst, h[:]...)
+	return append(dst, sealed...)
+}
+
+// walkSegment decodes the records of a segment file's contents and returns
+// them with the length of the valid prefix: the walk stops at the first
+// record that is torn or fails its checksum (an interrupted append).
+func walkSegment(data []byte) ([]segEntry, int, error) {
+	if len(data) < len(segMagic) || string(data[:len(segMagic)]) != segMagic {
+		return nil, 0, errors.New("not a segment file")
+	}
+	var entries []segEntry
+	off := len(segMagic)
+	for len(data)-off >= recHeader {
+		h := data[off : off+recHeader]
+		n := int(binary.LittleEndian.Uint32(h[0:]))
+		start := off + recHeader
+		if n == 0 || n > len(data)-start {
+			break
+		}
+		payload := data[start : start+n]
+		crc := crc32.Update(crc32.Checksum(h[8:], crcTable), crcTable, payload)
+		if crc != binary.LittleEndian.Uint32(h[4:]) {
+			break
+		}
+		entries = append(entries, segEntry{id: crypto.ID(h[8:]), off: uint32(start), n: uint32(n)})
+		off = start + n
+	}
+	return entries, off, nil
+}
+
+// encodeIndex writes a segment's index file contents.
+func encodeIndex(size int64, entries []segEntry) []byte {
+	b := make([]byte, 0, idxHeader+len(entries)*idxRecord+4)
+	b = append(b, idxMagic...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(size))
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(entries)))
+	for _, e := range entries {
+		b = append(b, e.id[:]...)
+		b = binary.LittleEndian.AppendUint32(b, e.off)
+		b = binary.LittleEndian.AppendUint32(b, e.n)
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+}
+
+// decodeIndex reads an index file's contents for a segment of size bytes.
+// Any damage, or an index of a different size of segment, is an error: the
+// caller walks the segment instead.
+func decodeIndex(b []byte, size int64) ([]segEntry, error) {
+	if len(b) < idxHeader+4 || string(b[:len(idxMagic)]) != idxMagic {
+		return nil, errors.New("not an index file")
+	}
+	body, sum := b[:len(b)-4], binary.LittleEndian.Uint32(b[len(b)-4:])
+	if crc32.Checksum(body, crcTable) != sum {
+		return nil, errors.New("index checksum mismatch")
+	}
+	if got := binary.LittleEndian.Uint64(body[len(idxMagic):]); got != uint64(size) {
+		return nil, fmt.Errorf("index covers %d bytes of a %d-byte segment", got, size)
+	}
+	count := int(binary.LittleEndian.Uint32(body[len(idxMagic)+8:]))
+	recs := body[idxHeader:]
+	if len(recs) != count*idxRecord || count < 0 {
+		return nil, errors.New("index length does not match its count")
+	}
+	entries := make([]segEntry, 0, count)
+	for r := range slices.Chunk(recs, idxRecord) {
+		e := segEntry{id: crypto.ID(r[:crypto.IDSize]), off: binary.LittleEndian.Uint32(r[crypto.IDSize:]), n: binary.LittleEndian.Uint32(r[crypto.IDSize+4:])}
+		if e.n == 0 || int64(e.off) < int64(len(segMagic)+recHeader) || int64(e.off)+int64(e.n) > size {
+			return nil, fmt.Errorf("index entry %s out of the segment", e.id.Short())
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+// scanSegments loads the segment tier at Open: segments in order, each
+// from its index file or, without a valid one (a crash), by walking it and
+// cutting a torn tail. A later copy of a blob (moved on a hit) wins over an
+// earlier one, and a blob file (a pinned copy) over both.
+func (c *Cache) scanSegments() error {
+	if err := os.MkdirAll(c.segDir, 0o700); err != nil {
+		return fmt.Errorf("scan segments: %w", err)
+	}
+	names, err := os.ReadDir(c.segDir)
+	if err != nil {
+		return fmt.Errorf("scan segments: %w", err)
+	}
+	var seqs []uint64
+	for _, d := range names {
+		name := d.Name()
+		if strings.HasSuffix(name, ".tmp") {
+			_ = os.Remove(filepath.Join(c.segDir, name))
+			continue
+		}
+		seq, ok := parseSegName(name)
+		if ok && d.Type().IsRegular() {
+			seqs = append(seqs, seq)
+		}
+	}
+	slices.Sort(seqs)
+	for _, seq := range seqs {
+		if err := c.loadSegment(seq); err != nil {
+			return err
+		}
+		c.nextSeq = seq + 1
+	}
+	for _, s := range slices.Clone(c.segs) {
+		if s.live == 0 {
+			c.dropSegmentLocked(s)
+		}
+	}
+	return nil
+}
+
+func parseSegName(name string) (uint64, bool) {
+	hex, ok := strings.CutSuffix(name, ".seg")
+	if !ok || len(hex) != 16 {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(hex, 16, 64)
+	if err != nil || fmt.Sprintf("%016x", seq) != hex {
+		return 0, false
+	}
+	return seq, true
+}
+
+func (c *Cache) loadSegment(seq uint64) error {
+	p := c.segPath(seq)
+	f, err := os.OpenFile(p, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open segment %s: %w", p, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return fmt.Errorf("open segment %s: %w", p, err)
+	}
+	size := info.Size()
+	var entries []segEntry
+	indexed := false
+	if b, err := os.ReadFile(idxPath(p)); err == nil {
+		if entries, err = decodeIndex(b, size); err == nil {
+			indexed = true
+		}
+	}
+	if !indexed {
+		if size > maxSegment {
+			size = maxSegment
+		}
+		data := make([]byte, size)
+		n, err := io.ReadFull(f, data)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+			_ = f.Close()
+			return fmt.Errorf("read segment %s: %w", p, err)
+		}
+		var valid int
+		entries, valid, err = walkSegment(data[:n])
+		if err != nil || valid != n || info.Size() != int64(n) {
+			// Cut what cannot be read back, so appends never follow garbage.
+			if err != nil {
+				valid = 0
+			}
+			if terr := f.Truncate(int64(valid)); terr != nil {
+				_ = f.Close()
+				return fmt.Errorf("cut torn tail of segment %s: %w", p, terr)
+			}
+			size = int64(valid)
+		}
+	}
+	s := &segment{seq: seq, path: p, f: f, size: size, used: info.ModTime(), entries: entries, indexed: indexed}
+	if !indexed {
+		// Nothing appends to it any more: index it for the next Open.
+		s.indexed = writeIndex(s, size, entries) == nil
+	}
+	c.segs = append(c.segs, s)
+	c.diskBytes += size
+	for _, e := range entries {
+		if _, pinned := c.pinnedDisk[e.id]; pinned || c.disk.Contains(e.id) {
+			continue // the blob file wins
+		}
+		if old, ok := c.segIndex[e.id]; ok {
+			old.seg.live--
+		}
+		c.segIndex[e.id] = segLoc{seg: s, off: e.off, n: e.n}
+		s.live++
+	}
+	if s.used.After(c.lastStamp) {
+		c.lastStamp = s.used
+	}
+	return nil
+}
+
+// writeIndex saves the index file of a segment no longer appended to, so
+// the next Open reads it instead of the whole segment. Not synced: a torn
+// or missing index only costs that walk.
+func writeIndex(s *segment, size int64, entries []segEntry) error {
+	tmp := idxPath(s.path) + ".tmp"
+	if err := os.WriteFile(tmp, encodeIndex(size, entries), 0o600); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return rename(tmp, idxPath(s.path))
+}
+
+// sealLocked writes the index of segment s, which no longer grows.
+// Called with wmu held (no append runs), c.mu held.
+func (c *Cache) sealLocked(s *segment) {
+	if s == nil || s.indexed || s.gone {
+		return
+	}
+	if err := writeIndex(s, s.size, s.entries); err == nil {
+		s.indexed = true
+	}
+}
+
+// newSegmentLocked starts the next segment file. Called with wmu and c.mu.
+func (c *Cache) newSegmentLocked() (*segment, error) {
+	seq := c.nextSeq
+	p := c.segPath(seq)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("create segment %s: %w", p, err)
+	}
+	if _, err := f.Write([]byte(segMagic)); err != nil {
+		_ = f.Close()
+		_ = os.Remove(p)
+		return nil, fmt.Errorf("create segment %s: %w", p, err)
+	}
+	c.nextSeq++
+	s := &segment{seq: seq, path: p, f: f, size: int64(len(segMagic)), used: c.stampLocked()}
+	c.segs = append(c.segs, s)
+	c.diskBytes += s.size
+	return s, nil
+}
+
+// appendSmall appends a sealed blob to the current segment and indexes it.
+// from, when not nil, is the segment a disk hit found it in: the blob moves
+// (if it is still there), which keeps segment order the LRU order. It
+// reports whether the blob is now in the tier.
+func (c *Cache) appendSmall(id crypto.ID, sealed []byte, from *segment) (bool, error) {
+	stored, pinned, err := c.appendSmallLocked(id, sealed, from)
+	if pinned && from == nil {
+		// Pinned while we appended: pinned blobs live in files.
+		return c.storeDisk(id, sealed)
+	}
+	return stored, err
+}
+
+func (c *Cache) appendSmallLocked(id crypto.ID, sealed []byte, from *segment) (stored, pinned bool, err error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false, false, ErrClosed
+	}
+	loc, inSeg := c.segIndex[id]
+	_, inFile := c.disk.Peek(id)
+	_, pinnedFile := c.pinnedDisk[id]
+	switch {
+	case inFile || pinnedFile:
+		c.mu.Unlock()
+		return true, false, nil
+	case from == nil && inSeg:
+		c.mu.Unlock()
+		return true, false, nil // already cached: nothing to write
+	case from != nil && (!inSeg || loc.seg != from):
+		c.mu.Unlock()
+		return inSeg, false, nil // moved or dropped meanwhile
+	}
+	s := c.cur
+	if s == nil || s.gone || s.size+int64(recHeader+len(sealed)) > c.segTargetLocked() && s.size > int64(len(segMagic)) {
+		c.sealLocked(s)
+		var err error
+		if s, err = c.newSegmentLocked(); err != nil {
+			c.stats.DiskWriteErrors++
+			c.mu.Unlock()
+			return false, false, err
+		}
+		c.cur = s
+	}
+	s.refs++
+	off := s.size
+	c.mu.Unlock()
+
+	rec := appendRecord(make([]byte, 0, recHeader+len(sealed)), id, sealed)
+	_, err = s.f.WriteAt(rec, off)
+	if err != nil {
+		// Cut the partial record, so the next append follows valid data.
+		_ = s.f.Truncate(off)
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	defer c.releaseLocked(s)
+	if err != nil {
+		c.stats.DiskWriteErrors++
+		return false, false, fmt.Errorf("append blob %s to segment: %w", id.Short(), err)
+	}
+	s.size = off + int64(len(rec))
+	c.diskBytes += int64(len(rec))
+	s.used = c.stampLocked()
+	e := segEntry{id: id, off: uint32(off) + recHeader, n: uint32(len(sealed))}
+	s.entries = append(s.entries, e)
+	if s.gone {
+		return false, false, nil
+	}
+	// Only a blob still where we found it (or nowhere), and not pinned
+	// meanwhile, is (re)indexed.
+	loc, inSeg = c.segIndex[id]
+	_, inFile = c.disk.Peek(id)
+	_, pinnedFile = c.pinnedDisk[id]
+	_, pinned = c.pins[id]
+	if pinned || inFile || pinnedFile || (from != nil && (!inSeg || loc.seg != from)) || (from == nil && inSeg) {
+		c.evictLocked()
+		return inSeg || inFile || pinnedFile, pinned && !pinnedFile, nil
+	}
+	c.unindexLocked(id)
+	c.segIndex[id] = segLoc{seg: s, off: e.off, n: e.n}
+	s.live++
+	c.evictLocked()
+	return true, false, nil
+}
+
+// agingLocked reports whether a disk hit in segment s moves the blob to
+// the current segment: when s is in the older half of the tier. A blob in
+// the newer half has half the tier to go before eviction, and a full read
+// of the cache rewrites half of it, not all.
+func (c *Cache) agingLocked(s *segment) bool {
+	i, found := slices.BinarySearchFunc(c.segs, s.seq, func(x *segment, seq uint64) int { return cmp.Compare(x.seq, seq) })
+	return found && i < len(c.segs)/2
+}
+
+// readSegment reads a blob's sealed bytes from its segment into a pooled
+// buffer. The returned segment is where it was found.
+func (c *Cache) readSegment(loc segLoc) (*[]byte, error) {
+	bp := c.getBuf(int(loc.n))
+	_, err := loc.seg.f.ReadAt(*bp, int64(loc.off))
+	c.mu.Lock()
+	c.releaseLocked(loc.seg)
+	c.mu.Unlock()
+	if err != nil {
+		c.putBuf(bp)
+		return nil, err
+	}
+	return bp, nil
+}
+
+// releaseLocked drops a reference to s's file, closing (and deleting, if
+// it was evicted) the file with the last one.
+func (c *Cache) releaseLocked(s *segment) {
+	s.refs--
+	if s.refs == 0 && s.gone {
+		c.closeSegment(s)
+	}
+}
+
+func (c *Cache) closeSegment(s *segment) {
+	if s.f == nil {
+		return
+	}
+	_ = s.f.Close()
+	s.f = nil
+	if s.remove {
+		_ = os.Remove(s.path)
+		_ = os.Remove(idxPath(s.path))
+	}
+}
+
+// dropSegmentLocked takes segment s out of the tier and deletes it (once
+// no reader uses it): eviction, or nothing live left in it.
+func (c *Cache) dropSegmentLocked(s *segment) (blobs int) {
+	if s.gone {
+		return 0
+	}
+	for _, e := range s.entries {
+		if loc, ok := c.segIndex[e.id]; ok && loc.seg == s {
+			delete(c.segIndex, e.id)
+			blobs++
+		}
+	}
+	s.entries, s.live = nil, 0
+	s.gone, s.remove = true, true
+	c.diskBytes -= s.size
+	if i := slices.Index(c.segs, s); i >= 0 {
+		c.segs = slices.Delete(c.segs, i, i+1)
+	}
+	if c.cur == s {
+		c.cur = nil
+	}
+	if s.refs == 0 {
+		c.closeSegment(s)
+	}
+	return blobs
+}
+
+// closeSegmentsLocked is Close's part: index the current segment and close
+// every file (the last reader closes a busy one). Called with wmu and c.mu.
+func (c *Cache) closeSegmentsLocked() {
+	c.sealLocked(c.cur)
+	for _, s := range c.segs {
+		s.gone = true
+		if s.refs == 0 {
+			c.closeSegment(s)
+		}
+	}
+	c.segs, c.cur = nil, nil
+	clear(c.segIndex)
+}
+
+// segIDs lists the blobs of the segment tier among ids (for Pin).
+func (c *Cache) segIDsLocked(ids []crypto.ID) []crypto.ID {
+	var out []crypto.ID
+	for _, id := range ids {
+		if _, ok := c.segIndex[id]; ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// copyOut moves pinned blobs from segments to durable files of their own:
+// segments are evicted whole, and pinned blobs never are.
+func (c *Cache) copyOut(ids []crypto.ID) error {
+	var firstErr error
+	for _, id := range ids {
+		c.mu.Lock()
+		loc, ok := c.segIndex[id]
+		_, pinned := c.pins[id]
+		if !ok || !pinned || c.closed {
+			c.mu.Unlock()
+			continue
+		}
+		loc.seg.refs++
+		c.mu.Unlock()
+		bp, err := c.readSegment(loc)
+		if err == nil {
+			sealed := bytes.Clone(*bp)
+			c.putBuf(bp)
+			err = c.writeBlob(id, sealed, true)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("copy pinned blob %s out of its segment: %w", id.Short(), err)
+		}
+	}
+	return firstErr
+}

@@ -1,0 +1,400 @@
+package cache
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/anysync/anysync/crypto"
+)
+
+// segOpts: 64 KiB segments (1/32 of the limit), blobs of at most 512 bytes.
+var segOpts = Options{MemBytes: 0, DiskBytes: 2 << 20, SegmentBytes: 64 << 10}
+
+// diskUse counts the tier's files: blob files, segment files and the bytes of both.
+func diskUse(t *testing.T, dir string) (blobFiles, segFiles int, total int64) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case strings.HasSuffix(p, ".seg"):
+			segFiles++
+		case strings.Contains(p, string(filepath.Separator)+"blobs"+string(filepath.Separator)):
+			blobFiles++
+		default:
+			return nil
+		}
+		total += info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return blobFiles, segFiles, total
+}
+
+// checkAccounting fails unless Stats agree with the files on disk.
+func checkAccounting(t *testing.T, c *Cache) Stats {
+	t.Helper()
+	s := c.Stats()
+	blobFiles, segFiles, total := diskUse(t, c.dir)
+	if segFiles != s.Segments || total != s.DiskBytes || blobFiles != s.DiskItems-len(c.segIndex) {
+		t.Errorf("stats say %d segments, %d bytes, %d blob files; disk has %d, %d, %d",
+			s.Segments, s.DiskBytes, s.DiskItems-len(c.segIndex), segFiles, total, blobFiles)
+	}
+	return s
+}
+
+type testBlob struct {
+	id            crypto.ID
+	plain, sealed []byte
+}
+
+func makeBlobs(t *testing.T, b *blobs, prefix string, count, size int) []testBlob {
+	out := make([]testBlob, count)
+	for i := range out {
+		id, plain, sealed := b.make(t, fmt.Sprint(prefix, i), size)
+		out[i] = testBlob{id, plain, sealed}
+	}
+	return out
+}
+
+func putAll(t *testing.T, c *Cache, bs []testBlob) {
+	t.Helper()
+	for _, x := range bs {
+		if err := c.PutSealed(x.id, x.sealed); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSegmentsHoldSmallBlobs(t *testing.T) {
+	b := newBlobs(t)
+	dir := t.TempDir()
+	c := mustOpen(t, dir, segOpts)
+	small := makeBlobs(t, b, "small", 400, 300) // ~130 KiB: three segments
+	putAll(t, c, small)
+	bigID, bigPlain, bigSealed := b.make(t, "big", 4000)
+	if err := c.PutSealed(bigID, bigSealed); err != nil {
+		t.Fatal(err)
+	}
+	s := checkAccounting(t, c)
+	if s.Segments != 3 || s.DiskItems != 401 || len(c.segIndex) != 400 {
+		t.Fatalf("want 400 blobs in 3 segments and 1 blob file, got %+v", s)
+	}
+	for _, x := range small {
+		mustGet(t, c, b, x.id, noFetch(t), x.plain)
+	}
+	mustGet(t, c, b, bigID, noFetch(t), bigPlain)
+	if s := c.Stats(); s.DiskHits != 401 || s.Fetches != 0 {
+		t.Errorf("want 401 disk hits, got %+v", s)
+	}
+
+	// A clean restart reads the index files and keeps everything.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if idx, _ := filepath.Glob(filepath.Join(dir, "segments", "*.idx")); len(idx) == 0 {
+		t.Error("no index files after Close")
+	}
+	c = mustOpen(t, dir, segOpts)
+	for _, x := range small {
+		mustGet(t, c, b, x.id, noFetch(t), x.plain)
+	}
+	checkAccounting(t, c)
+}
+
+func TestSegmentCrashRecovery(t *testing.T) {
+	b := newBlobs(t)
+	dir := t.TempDir()
+	c := mustOpen(t, dir, segOpts)
+	bs := makeBlobs(t, b, "x", 50, 300)
+	putAll(t, c, bs)
+
+	// A crash: the files as they are while the cache is open (the current
+	// segment has no index), plus a torn append at the end.
+	crashed := t.TempDir()
+	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(crashed, "segments", "*.seg"))
+	if len(segs) != 1 {
+		t.Fatalf("want one segment, got %v", segs)
+	}
+	torn := appendRecord(nil, crypto.ID{7}, bytes.Repeat([]byte{1}, 300))[:200]
+	f, err := os.OpenFile(segs[0], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(torn); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	before, _ := os.Stat(segs[0])
+	_ = os.Remove(filepath.Join(crashed, "lock"))
+
+	c2 := mustOpen(t, crashed, segOpts)
+	after, err := os.Stat(segs[0])
+	if err != nil || after.Size() != before.Size()-200 {
+		t.Fatalf("torn tail not cut: %d bytes before, after: %v, %v", before.Size(), after, err)
+	}
+	for _, x := range bs {
+		mustGet(t, c2, b, x.id, noFetch(t), x.plain)
+	}
+	if s := checkAccounting(t, c2); s.DiskItems != 50 {
+		t.Errorf("want 50 blobs, got %+v", s)
+	}
+	// Appends after the cut read back too.
+	more := makeBlobs(t, b, "more", 10, 300)
+	putAll(t, c2, more)
+	for _, x := range more {
+		mustGet(t, c2, b, x.id, noFetch(t), x.plain)
+	}
+}
+
+func TestSegmentsEvictOldestAndMoveOnHit(t *testing.T) {
+	b := newBlobs(t)
+	c := mustOpen(t, t.TempDir(), segOpts)
+	first := makeBlobs(t, b, "first", 100, 400)
+	putAll(t, c, first)
+	hot := first[0]
+	// ~6 MiB through a 2 MiB tier, reading one early blob now and then.
+	for round := range 15 {
+		putAll(t, c, makeBlobs(t, b, fmt.Sprint("fill", round, "-"), 1000, 400))
+		mustGet(t, c, b, hot.id, noFetch(t), hot.plain)
+	}
+	s := checkAccounting(t, c)
+	if s.DiskBytes > segOpts.DiskBytes || s.Evictions == 0 {
+		t.Fatalf("tier over its limit or nothing evicted: %+v", s)
+	}
+	if s.DiskBytes < segOpts.DiskBytes*9/10 {
+		t.Errorf("eviction freed far more than needed: %+v", s)
+	}
+	if !c.HasSealed(hot.id) {
+		t.Error("a blob read all along was evicted")
+	}
+	for _, x := range first[1:] {
+		if c.HasSealed(x.id) {
+			t.Fatalf("an early blob never read again survived 6 MiB of newer ones")
+		}
+	}
+}
+
+func TestPinnedBlobLeavesItsSegment(t *testing.T) {
+	b := newBlobs(t)
+	dir := t.TempDir()
+	c := mustOpen(t, dir, segOpts)
+	bs := makeBlobs(t, b, "p", 10, 300)
+	putAll(t, c, bs)
+	if err := c.Pin(bs[3].id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.blobPath(bs[3].id)); err != nil {
+		t.Fatalf("pinned blob not copied to a file of its own: %v", err)
+	}
+	if s := checkAccounting(t, c); s.PinnedItems != 1 || s.DiskItems != 10 {
+		t.Errorf("want 10 blobs, 1 pinned: %+v", s)
+	}
+	// A restart finds the old segment copy too: the file wins.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = mustOpen(t, dir, segOpts)
+	if _, inSeg := c.segIndex[bs[3].id]; inSeg {
+		t.Errorf("pinned blob indexed in its old segment after a restart")
+	}
+	if s := checkAccounting(t, c); s.PinnedItems != 1 || s.DiskItems != 10 {
+		t.Errorf("after restart: want 10 blobs, 1 pinned: %+v", s)
+	}
+	// Push every segment out: the pinned blob stays.
+	for round := range 6 {
+		putAll(t, c, makeBlobs(t, b, fmt.Sprint("fill", round, "-"), 1000, 400))
+	}
+	mustGet(t, c, b, bs[3].id, noFetch(t), bs[3].plain)
+	if c.HasSealed(bs[4].id) {
+		t.Error("unpinned neighbour survived")
+	}
+	// And a restart keeps the file, not a segment copy, as the blob's home.
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = mustOpen(t, dir, segOpts)
+	if _, inSeg := c.segIndex[bs[3].id]; inSeg || c.Stats().PinnedItems != 1 {
+		t.Errorf("pinned blob indexed in a segment after restart")
+	}
+	checkAccounting(t, c)
+}
+
+func TestCorruptSegmentRecordIsRefetched(t *testing.T) {
+	b := newBlobs(t)
+	c := mustOpen(t, t.TempDir(), segOpts)
+	bs := makeBlobs(t, b, "c", 3, 300)
+	putAll(t, c, bs)
+	loc := c.segIndex[bs[1].id]
+	f, err := os.OpenFile(loc.seg.path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff, 0xee}, int64(loc.off)+10); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fe := &fetcher{sealed: bs[1].sealed}
+	mustGet(t, c, b, bs[1].id, fe.fetch, bs[1].plain)
+	if s := c.Stats(); fe.calls.Load() != 1 || s.Corrupt != 1 {
+		t.Errorf("corrupt record: %d fetches, %+v", fe.calls.Load(), s)
+	}
+	// Its neighbours are untouched, and the refetched copy is cached.
+	mustGet(t, c, b, bs[0].id, noFetch(t), bs[0].plain)
+	mustGet(t, c, b, bs[2].id, noFetch(t), bs[2].plain)
+	mustGet(t, c, b, bs[1].id, noFetch(t), bs[1].plain)
+}
+
+func TestSegmentsOffForSmallLimits(t *testing.T) {
+	b := newBlobs(t)
+	c := mustOpen(t, t.TempDir(), Options{DiskBytes: 64 << 10, SegmentBytes: 32 << 20})
+	putAll(t, c, makeBlobs(t, b, "s", 5, 100))
+	if s := checkAccounting(t, c); s.Segments != 0 || s.DiskItems != 5 {
+		t.Errorf("a 64 KiB tier used segments: %+v", s)
+	}
+}
+
+func TestSegmentsConcurrentUse(t *testing.T) {
+	b := newBlobs(t)
+	c := mustOpen(t, t.TempDir(), Options{MemBytes: 8 << 10, DiskBytes: 2 << 20, SegmentBytes: 64 << 10})
+	all := makeBlobs(t, b, "c", 40, 300)
+	fill := makeBlobs(t, b, "fill", 4000, 400)
+	var wg sync.WaitGroup
+	wg.Go(func() { // eviction pressure all along
+		for _, x := range fill {
+			if err := c.PutSealed(x.id, x.sealed); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	mixedUse(t, &wg, c, b, all, 6, 400)
+	wg.Wait()
+	s := checkAccounting(t, c)
+	if s.DiskBytes-s.PinnedBytes > 2<<20 && s.DiskItems > s.PinnedItems {
+		t.Errorf("disk tier over its limit with unpinned blobs left: %+v", s)
+	}
+	for id := range c.pins {
+		if _, inSeg := c.segIndex[id]; inSeg {
+			t.Errorf("pinned blob %s lives in a segment", id.Short())
+		}
+	}
+}
+
+func TestClosedDuringAppends(t *testing.T) {
+	b := newBlobs(t)
+	dir := t.TempDir()
+	c, err := Open(dir, segOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := makeBlobs(t, b, "x", 500, 300)
+	done := make(chan error, 1)
+	go func() {
+		for _, x := range bs {
+			if err := c.PutSealed(x.id, x.sealed); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil && !errors.Is(err, ErrClosed) {
+		t.Fatalf("PutSealed during Close = %v, want nil or ErrClosed", err)
+	}
+	// Whatever was appended reads back after a reopen.
+	c = mustOpen(t, dir, segOpts)
+	for _, x := range bs {
+		if c.HasSealed(x.id) {
+			mustGet(t, c, b, x.id, noFetch(t), x.plain)
+		}
+	}
+	checkAccounting(t, c)
+}
+
+func FuzzWalkSegment(f *testing.F) {
+	seg := []byte(segMagic)
+	seg = appendRecord(seg, crypto.ID{1}, []byte("sealed one"))
+	seg = appendRecord(seg, crypto.ID{2}, bytes.Repeat([]byte{2}, 100))
+	f.Add(seg)
+	f.Add(seg[:len(seg)-5])
+	f.Add([]byte(segMagic))
+	f.Add([]byte("ASSEGV1\n\xff\xff\xff\xff"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		entries, valid, err := walkSegment(data)
+		if err != nil {
+			return
+		}
+		if valid > len(data) || valid < len(segMagic) {
+			t.Fatalf("valid prefix %d of %d bytes", valid, len(data))
+		}
+		// The valid prefix is exactly its records, each one re-encodes
+		// to the same bytes, and the index round-trips.
+		again := []byte(segMagic)
+		for _, e := range entries {
+			if int(e.off)+int(e.n) > valid {
+				t.Fatalf("entry past the valid prefix")
+			}
+			again = appendRecord(again, e.id, data[e.off:e.off+e.n])
+		}
+		if !bytes.Equal(again, data[:valid]) {
+			t.Fatalf("records do not re-encode to the valid prefix")
+		}
+		back, err := decodeIndex(encodeIndex(int64(valid), entries), int64(valid))
+		if err != nil || !slices.Equal(back, entries) {
+			t.Fatalf("index round trip: %v", err)
+		}
+	})
+}
+
+func FuzzDecodeIndex(f *testing.F) {
+	entries := []segEntry{{id: crypto.ID{1}, off: 48, n: 10}, {id: crypto.ID{2}, off: 98, n: 100}}
+	f.Add(encodeIndex(200, entries), int64(200))
+	f.Add(encodeIndex(8, nil), int64(8))
+	f.Add([]byte("ASSIDX1\n"), int64(0))
+	f.Fuzz(func(t *testing.T, data []byte, size int64) {
+		entries, err := decodeIndex(data, size)
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			if e.n == 0 || int64(e.off)+int64(e.n) > size {
+				t.Fatalf("entry %+v outside a %d-byte segment", e, size)
+			}
+		}
+		if !bytes.Equal(encodeIndex(size, entries), data) {
+			t.Fatalf("decoded index does not re-encode to its bytes")
+		}
+	})
+}
+
+func TestParseSegName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"00000000000000a1.seg": true, "00000000000000A1.seg": false, "a1.seg": false,
+		"00000000000000a1.idx": false, "00000000000000a1.seg.tmp": false, "000000000000000g.seg": false,
+	} {
+		if _, ok := parseSegName(name); ok != want {
+			t.Errorf("parseSegName(%q) = %v, want %v", name, ok, want)
+		}
+	}
+}
