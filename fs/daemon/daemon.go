@@ -38,6 +38,7 @@ const (
 	AccessKeysFile = "access.keys"
 	DBFile         = "node.db"
 	StagingDir     = "staging"
+	TrashDir       = "trash"
 	SocketFile     = "control.sock"
 	LockFile       = "lock"
 	LogFile        = "daemon.log"
@@ -175,6 +176,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	d.fs, err = node.New(ctx, node.Config{
 		DB:         db,
 		StagingDir: filepath.Join(o.Home, StagingDir),
+		TrashDir:   filepath.Join(o.Home, TrashDir),
 		Content:    syncer.ContentSource{Ctx: ctx, Repo: rp},
 		Changed:    func() { d.sync.Kick() },
 		Quota: func(ctx context.Context) (int64, int64, error) {
