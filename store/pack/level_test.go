@@ -218,3 +218,47 @@ func TestWriterGrowthAndRecycle(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterKeepsSeveralSpares: with packs uploading two at a time, every
+// pack handed back is reused, not only the last one.
+func TestWriterKeepsSeveralSpares(t *testing.T) {
+	c := testCodec(t, 1)
+	w := NewWriter(c, 1<<20)
+	finish := func(round int) []byte {
+		t.Helper()
+		want := map[crypto.ID][]byte{}
+		for i := 0; !w.Full(); i++ {
+			plain := randomBytes(100<<10+i*10+round, uint64(round*1000+i))
+			id := idOf(plain)
+			if err := w.Add(crypto.BlobData, id, plain); err != nil {
+				t.Fatal(err)
+			}
+			want[id] = plain
+		}
+		name, data, _, err := w.Finish()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPack(t, c, name, data, want)
+		return data
+	}
+	var first [][]byte
+	for round := range maxSpares {
+		first = append(first, finish(round))
+	}
+	for _, data := range first {
+		w.Recycle(data)
+	}
+	reused := map[*byte]bool{}
+	for _, data := range first {
+		reused[&data[:1][0]] = false
+	}
+	for round := range maxSpares {
+		data := finish(maxSpares + round)
+		p := &data[:1][0]
+		if done, ok := reused[p]; !ok || done {
+			t.Fatalf("pack %d not laid out in a recycled buffer (or in one twice)", round)
+		}
+		reused[p] = true
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/store/internal/bigbuf"
@@ -72,10 +73,10 @@ func ParseName(name string) (crypto.ID, error) {
 type Writer struct {
 	codec   *Codec
 	target  int
-	small   bool    // grow the buffer by doubling from 1 MiB (NewSmallWriter)
-	spare   []byte  // a finished pack's bytes, handed back for the next one
-	buf     []byte  // sealed blobs in arrival order
-	entries []Entry // Offset is into buf until Finish
+	small   bool     // grow the buffer by doubling from 1 MiB (NewSmallWriter)
+	spares  [][]byte // finished packs' bytes, handed back for the next ones
+	buf     []byte   // sealed blobs in arrival order
+	entries []Entry  // Offset is into buf until Finish
 	seen    map[blobKey]struct{}
 }
 
@@ -190,13 +191,36 @@ func checkBlob(t crypto.BlobType, sealedLen, rawLen int) error {
 	return nil
 }
 
+// maxSpares bounds the recycled pack buffers a writer keeps: one per pack
+// the repository uploads at a time, and one being laid out. With a single
+// spare, the pack finished while two were uploading went to fresh memory,
+// whose page faults (zeroing 16 MiB) cost as much as laying it out.
+const maxSpares = 3
+
 // Recycle hands back the bytes of a pack this writer finished, once nothing
-// refers to them any more (the pack is stored), so the next Finish can lay
+// refers to them any more (the pack is stored), so a later Finish can lay
 // its pack out in them instead of in fresh memory.
 func (w *Writer) Recycle(data []byte) {
-	if cap(data) > cap(w.spare) {
-		w.spare = data[:0]
+	if len(w.spares) < maxSpares {
+		w.spares = append(w.spares, data[:0])
+		return
 	}
+	// Keep the largest ones.
+	i := slices.IndexFunc(w.spares, func(b []byte) bool { return cap(b) < cap(data) })
+	if i >= 0 {
+		w.spares[i] = data[:0]
+	}
+}
+
+// takeSpare returns a recycled buffer of at least size bytes, if any.
+func (w *Writer) takeSpare(size int) ([]byte, bool) {
+	for i, b := range w.spares {
+		if cap(b) >= size {
+			w.spares = slices.Delete(w.spares, i, i+1)
+			return b, true
+		}
+	}
+	return nil, false
 }
 
 // Len returns the number of blobs in the pack.
@@ -259,12 +283,17 @@ func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
 	rng := mrand.New(mrand.NewChaCha8(seed))
 	order := rng.Perm(len(w.entries))
 
-	if size := w.Size(); cap(w.spare) >= int(size) {
-		data = w.spare[:0]
-	} else {
-		data = bigbuf.Make(0, int(size))
+	size := int(w.Size())
+	data, ok := w.takeSpare(size)
+	if !ok {
+		// Room for any pack of this writer, so the buffer serves again
+		// when recycled (a pack's size varies with its last blob).
+		room := size
+		if !w.small {
+			room = max(size, w.target+w.target/4+sealedHeaderLen(len(w.entries))+TrailerSize)
+		}
+		data = bigbuf.Make(0, room)
 	}
-	w.spare = nil
 	entries = make([]Entry, 0, len(w.entries))
 	for _, i := range order {
 		e := w.entries[i]
