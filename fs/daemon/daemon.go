@@ -53,8 +53,8 @@ const (
 const (
 	DefaultCacheBytes  = 10 << 30
 	DefaultMemoryBytes = 32 << 20
-	// segmentBytes: small blobs (up to 256 KiB: most files of a source
-	// tree) go into segment files of this size rather than a file each.
+	// segmentBytes: unpinned blobs (up to 4 MiB, every chunk) go into
+	// segment files of this size rather than a file each.
 	segmentBytes = 32 << 20
 )
 

@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -90,48 +91,56 @@ func BenchmarkGetMissStore1MiB(b *testing.B) {
 	}
 }
 
-// A small file's blob, as each file of an extracted tree is stored right
-// after its upload.
-// A file each (segments off), and appended to segments (the daemon's way).
-func BenchmarkPutSealed4KiB(b *testing.B) {
-	for _, seg := range []int64{0, 32 << 20} {
-		b.Run(map[bool]string{false: "files", true: "segments"}[seg > 0], func(b *testing.B) {
-			bl := newBlobs(b)
-			c := mustOpen(b, b.TempDir(), Options{MemBytes: 0, DiskBytes: 1 << 40, SegmentBytes: seg})
-			_, _, sealed := bl.make(b, "x", 4<<10)
-			b.ReportAllocs()
-			i := 0
-			for b.Loop() {
-				// Distinct IDs, so every put writes.
-				id := crypto.ID(sha256.Sum256([]byte(strconv.Itoa(i))))
-				i++
-				if err := c.PutSealed(id, sealed); err != nil {
-					b.Fatal(err)
+// A blob stored right after its upload: a small file's (each file of an
+// extracted tree) and a large file's 1 MiB chunk; a file each (segments
+// off) against appended to segments (the daemon's way).
+func BenchmarkPutSealed(b *testing.B) {
+	for _, size := range []int{4 << 10, 1 << 20} {
+		for _, seg := range []int64{0, 32 << 20} {
+			name := fmt.Sprintf("%dKiB/%s", size>>10, map[bool]string{false: "files", true: "segments"}[seg > 0])
+			b.Run(name, func(b *testing.B) {
+				bl := newBlobs(b)
+				c := mustOpen(b, b.TempDir(), Options{MemBytes: 0, DiskBytes: 1 << 40, SegmentBytes: seg})
+				_, _, sealed := bl.make(b, "x", size)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					// Distinct IDs, so every put writes.
+					id := crypto.ID(sha256.Sum256([]byte(strconv.Itoa(i))))
+					i++
+					if err := c.PutSealed(id, sealed); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }
 
-// A small blob from the disk tier: a file of its own against a segment
-// record (the current segment, so no move).
-func BenchmarkGetDiskHit4KiB(b *testing.B) {
-	for _, seg := range []int64{0, 32 << 20} {
-		b.Run(map[bool]string{false: "files", true: "segments"}[seg > 0], func(b *testing.B) {
-			bl := newBlobs(b)
-			c := mustOpen(b, b.TempDir(), Options{MemBytes: 0, DiskBytes: 1 << 30, SegmentBytes: seg})
-			id, _, sealed := bl.make(b, "x", 4<<10)
-			if err := c.PutSealed(id, sealed); err != nil {
-				b.Fatal(err)
-			}
-			open := bl.opener(id)
-			ctx := context.Background()
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := c.Get(ctx, id, nil, open); err != nil {
+// A blob from the disk tier, a file of its own against a segment record
+// (in the current segment, so no move), opened with the real cipher.
+func BenchmarkGetDiskHitSizes(b *testing.B) {
+	for _, size := range []int{4 << 10, 1 << 20} {
+		for _, seg := range []int64{0, 32 << 20} {
+			name := fmt.Sprintf("%dKiB/%s", size>>10, map[bool]string{false: "files", true: "segments"}[seg > 0])
+			b.Run(name, func(b *testing.B) {
+				bl := newBlobs(b)
+				c := mustOpen(b, b.TempDir(), Options{MemBytes: 0, DiskBytes: 1 << 30, SegmentBytes: seg})
+				id, _, sealed := bl.make(b, "x", size)
+				if err := c.PutSealed(id, sealed); err != nil {
 					b.Fatal(err)
 				}
-			}
-		})
+				open := bl.opener(id)
+				ctx := context.Background()
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := c.Get(ctx, id, nil, open); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
 }

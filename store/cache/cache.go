@@ -37,7 +37,7 @@ type Options struct {
 	MemBytes  int64 // memory tier: decrypted blobs
 	DiskBytes int64 // disk tier: sealed blobs, pinned ones included
 	// SegmentBytes, when positive, turns on the disk tier's segment
-	// files: unpinned blobs of at most 1/128 of a segment are appended to
+	// files: unpinned blobs of at most 1/8 of a segment are appended to
 	// segments of about this size (at most 1/32 of DiskBytes) instead of
 	// getting a file each. docs/cache.md says why.
 	SegmentBytes int64
@@ -337,6 +337,7 @@ func (c *Cache) run(ctx context.Context, f *flight, id crypto.ID, fetch func(con
 // load gets a blob from disk or, failing that, from fetch.
 func (c *Cache) load(ctx context.Context, id crypto.ID, fetch func(context.Context) ([]byte, error), open func([]byte) ([]byte, error)) ([]byte, error) {
 	if bp, ok := c.readDisk(id); ok {
+		c.keepPinned(id, *bp)
 		plain, err := open(*bp)
 		if !overlaps(plain, *bp) {
 			c.putBuf(bp)
@@ -375,9 +376,10 @@ func (c *Cache) load(ctx context.Context, id crypto.ID, fetch func(context.Conte
 	return plain, nil
 }
 
-// pinnedMissingLocked reports a pinned blob without a disk copy: a Get of
-// it must reach fetch even if memory holds the plaintext, so that getting
-// every pinned blob (what pinning a file does) leaves them all on disk.
+// pinnedMissingLocked reports a pinned blob without a file of its own (none,
+// or a segment's copy only): a Get of it must reach load even if memory
+// holds the plaintext, so that getting every pinned blob (what pinning a
+// file does) leaves them all in durable files.
 func (c *Cache) pinnedMissingLocked(id crypto.ID) bool {
 	if _, pinned := c.pins[id]; !pinned {
 		return false
@@ -422,6 +424,15 @@ func (c *Cache) PutSealed(id crypto.ID, sealed []byte) error {
 		return fmt.Errorf("put blob %s: %w", id.Short(), err)
 	}
 	return nil
+}
+
+// PinnedOnDisk reports whether a pinned blob has its durable file: a
+// pinned blob found in a segment gets one on its next Get.
+func (c *Cache) PinnedOnDisk(id crypto.ID) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.pinnedDisk[id]
+	return ok
 }
 
 // HasSealed reports whether the blob is in the disk tier.
@@ -470,11 +481,7 @@ func (c *Cache) Pin(ids ...crypto.ID) error {
 			c.pinnedBytes += e.size
 		}
 	}
-	inSegments := c.segIDsLocked(fresh)
 	c.mu.Unlock()
-	if err := c.copyOut(inSegments); err != nil {
-		return fmt.Errorf("pin: %w", err)
-	}
 	return nil
 }
 

@@ -159,7 +159,8 @@ func (c *Cache) readDisk(id crypto.ID) (*[]byte, bool) {
 		if inSeg {
 			loc.seg.refs++
 		}
-		move := inSeg && c.agingLocked(loc.seg)
+		_, pinned := c.pins[id]
+		move := inSeg && !pinned && c.agingLocked(loc.seg) // a pinned one goes to a file (keepPinned)
 		c.mu.Unlock()
 		if !inSeg {
 			return nil, false

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -18,10 +17,10 @@ import (
 	"github.com/anysync/anysync/crypto"
 )
 
-// The segment tier keeps small unpinned blobs appended to segment files
-// instead of one file each: creating a file costs the kernel 20–250 µs
-// (ext4 inode allocation), appending a record a few µs, and extracting a
-// source tree uploads one small blob per file. Eviction is a segment at a
+// The segment tier keeps unpinned blobs appended to segment files instead
+// of one file each: creating a file costs the kernel 20–400 µs (ext4 inode
+// allocation), appending a small record a few µs, and extracting a source
+// tree uploads one small blob per file. Eviction is a segment at a
 // time, oldest first; a disk hit in an older segment copies the blob to the
 // current one, so a segment's age is the last use of anything live in it.
 // docs/cache.md has the formats.
@@ -36,15 +35,15 @@ const (
 	// maxSegment bounds a segment file (offsets are 32 bits) and what
 	// walkSegment reads into memory.
 	maxSegment = 256 << 20
-	// segBlobDivisor: a segment holds blobs of at most 1/128 of its target
-	// size, so it holds at least ~128 of them.
-	segBlobDivisor = 128
+	// segBlobDivisor: a segment holds blobs of at most 1/8 of its target
+	// size (4 MiB, the largest chunk, in the daemon's 32 MiB segments).
+	segBlobDivisor = 8
 	// segPerLimit: a segment is at most 1/32 of the disk limit, so
 	// evicting one never frees more than ~3 % of the tier.
 	segPerLimit = 32
-	// minSegBlob: with a limit so small that segments would hold only
-	// tiny blobs, the tier is not used.
-	minSegBlob = 256
+	// minSegment: with a limit so small that segments would be smaller,
+	// the tier is not used.
+	minSegment = 64 << 10
 )
 
 // segment is one segment file.
@@ -88,22 +87,53 @@ func (c *Cache) segTargetLocked() int64 {
 }
 
 func (c *Cache) segBlobMaxLocked() int64 {
-	m := c.segTargetLocked() / segBlobDivisor
-	if m < minSegBlob {
+	t := c.segTargetLocked()
+	if t < minSegment {
 		return 0
 	}
-	return m
+	return t / segBlobDivisor
 }
 
-// appendRecord encodes one segment record.
-func appendRecord(dst []byte, id crypto.ID, sealed []byte) []byte {
+// recordHeader encodes the header of a segment record.
+func recordHeader(id crypto.ID, sealed []byte) [recHeader]byte {
 	var h [recHeader]byte
 	binary.LittleEndian.PutUint32(h[0:], uint32(len(sealed)))
 	copy(h[8:], id[:])
 	crc := crc32.Update(crc32.Checksum(h[8:], crcTable), crcTable, sealed)
 	binary.LittleEndian.PutUint32(h[4:], crc)
+	return h
+}
+
+// appendRecord encodes one segment record.
+func appendRecord(dst []byte, id crypto.ID, sealed []byte) []byte {
+	h := recordHeader(id, sealed)
 	dst = append(dst, h[:]...)
 	return append(dst, sealed...)
+}
+
+// writeRecord writes one segment record at off: a small blob with its
+// header in one write (it is copied next to it), a large one in writePiece
+// pieces without a copy (see writePiece: one 1 MiB write of new pages costs
+// this VM's kernel twice as much).
+func writeRecord(f *os.File, off int64, id crypto.ID, sealed []byte) error {
+	if len(sealed) <= writePiece {
+		var buf [recHeader + writePiece]byte
+		rec := appendRecord(buf[:0], id, sealed)
+		_, err := f.WriteAt(rec, off)
+		return err
+	}
+	h := recordHeader(id, sealed)
+	if _, err := f.WriteAt(h[:], off); err != nil {
+		return err
+	}
+	for done := 0; done < len(sealed); {
+		end := min(done+writePiece, len(sealed))
+		if _, err := f.WriteAt(sealed[done:end], off+recHeader+int64(done)); err != nil {
+			return err
+		}
+		done = end
+	}
+	return nil
 }
 
 // walkSegment decodes the records of a segment file's contents and returns
@@ -387,8 +417,8 @@ func (c *Cache) appendSmallLocked(id crypto.ID, sealed []byte, from *segment) (s
 	off := s.size
 	c.mu.Unlock()
 
-	rec := appendRecord(make([]byte, 0, recHeader+len(sealed)), id, sealed)
-	_, err = s.f.WriteAt(rec, off)
+	recLen := int64(recHeader + len(sealed))
+	err = writeRecord(s.f, off, id, sealed)
 	if err != nil {
 		// Cut the partial record, so the next append follows valid data.
 		_ = s.f.Truncate(off)
@@ -401,8 +431,8 @@ func (c *Cache) appendSmallLocked(id crypto.ID, sealed []byte, from *segment) (s
 		c.stats.DiskWriteErrors++
 		return false, false, fmt.Errorf("append blob %s to segment: %w", id.Short(), err)
 	}
-	s.size = off + int64(len(rec))
-	c.diskBytes += int64(len(rec))
+	s.size = off + recLen
+	c.diskBytes += recLen
 	s.used = c.stampLocked()
 	e := segEntry{id: id, off: uint32(off) + recHeader, n: uint32(len(sealed))}
 	s.entries = append(s.entries, e)
@@ -512,40 +542,18 @@ func (c *Cache) closeSegmentsLocked() {
 	clear(c.segIndex)
 }
 
-// segIDs lists the blobs of the segment tier among ids (for Pin).
-func (c *Cache) segIDsLocked(ids []crypto.ID) []crypto.ID {
-	var out []crypto.ID
-	for _, id := range ids {
-		if _, ok := c.segIndex[id]; ok {
-			out = append(out, id)
-		}
+// keepPinned gives a pinned blob that a disk hit found in a segment a
+// durable file of its own (before open, which may decrypt in place):
+// segments are evicted whole, pinned blobs never. Pin leaves the copying to
+// the Gets that follow it, which show progress; until then the blob may be
+// evicted with its segment and is fetched again. A failed write leaves it
+// where it is (counted in Stats.DiskWriteErrors).
+func (c *Cache) keepPinned(id crypto.ID, sealed []byte) {
+	c.mu.Lock()
+	_, pinned := c.pins[id]
+	_, inSeg := c.segIndex[id]
+	c.mu.Unlock()
+	if pinned && inSeg {
+		_ = c.writeBlob(id, sealed, true)
 	}
-	return out
-}
-
-// copyOut moves pinned blobs from segments to durable files of their own:
-// segments are evicted whole, and pinned blobs never are.
-func (c *Cache) copyOut(ids []crypto.ID) error {
-	var firstErr error
-	for _, id := range ids {
-		c.mu.Lock()
-		loc, ok := c.segIndex[id]
-		_, pinned := c.pins[id]
-		if !ok || !pinned || c.closed {
-			c.mu.Unlock()
-			continue
-		}
-		loc.seg.refs++
-		c.mu.Unlock()
-		bp, err := c.readSegment(loc)
-		if err == nil {
-			sealed := bytes.Clone(*bp)
-			c.putBuf(bp)
-			err = c.writeBlob(id, sealed, true)
-		}
-		if err != nil && firstErr == nil {
-			firstErr = fmt.Errorf("copy pinned blob %s out of its segment: %w", id.Short(), err)
-		}
-	}
-	return firstErr
 }

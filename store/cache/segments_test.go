@@ -14,7 +14,7 @@ import (
 	"github.com/anysync/anysync/crypto"
 )
 
-// segOpts: 64 KiB segments (1/32 of the limit), blobs of at most 512 bytes.
+// segOpts: 64 KiB segments (1/32 of the limit), blobs of at most 8 KiB.
 var segOpts = Options{MemBytes: 0, DiskBytes: 2 << 20, SegmentBytes: 64 << 10}
 
 // diskUse counts the tier's files: blob files, segment files and the bytes of both.
@@ -86,7 +86,7 @@ func TestSegmentsHoldSmallBlobs(t *testing.T) {
 	c := mustOpen(t, dir, segOpts)
 	small := makeBlobs(t, b, "small", 400, 300) // ~130 KiB: three segments
 	putAll(t, c, small)
-	bigID, bigPlain, bigSealed := b.make(t, "big", 4000)
+	bigID, bigPlain, bigSealed := b.make(t, "big", 10000)
 	if err := c.PutSealed(bigID, bigSealed); err != nil {
 		t.Fatal(err)
 	}
@@ -195,12 +195,16 @@ func TestSegmentsEvictOldestAndMoveOnHit(t *testing.T) {
 func TestPinnedBlobLeavesItsSegment(t *testing.T) {
 	b := newBlobs(t)
 	dir := t.TempDir()
-	c := mustOpen(t, dir, segOpts)
+	c := mustOpen(t, dir, Options{MemBytes: 1 << 20, DiskBytes: segOpts.DiskBytes, SegmentBytes: segOpts.SegmentBytes})
 	bs := makeBlobs(t, b, "p", 10, 300)
 	putAll(t, c, bs)
+	mustGet(t, c, b, bs[3].id, noFetch(t), bs[3].plain) // now in memory too
 	if err := c.Pin(bs[3].id); err != nil {
 		t.Fatal(err)
 	}
+	// Pinning a file gets every blob of it: the Get copies it out, even
+	// with the plaintext in memory.
+	mustGet(t, c, b, bs[3].id, noFetch(t), bs[3].plain)
 	if _, err := os.Stat(c.blobPath(bs[3].id)); err != nil {
 		t.Fatalf("pinned blob not copied to a file of its own: %v", err)
 	}

@@ -18,6 +18,9 @@ type Pinner interface {
 	Unpin(ids ...crypto.ID) error
 	IsPinned(id crypto.ID) bool
 	HasSealed(id crypto.ID) bool
+	// PinnedOnDisk reports whether a pinned blob is in a durable copy of
+	// its own: what a Get of it makes (a cached copy may not be one).
+	PinnedOnDisk(id crypto.ID) bool
 }
 
 // ErrNoPinning means the repository's cache cannot pin (or there is none).
@@ -35,7 +38,8 @@ func (r *Repo) pinner() (Pinner, error) {
 }
 
 // Pin keeps the chunks on local disk for good: they are marked pinned,
-// then the ones not on disk yet are downloaded (several at once). progress,
+// then the ones without a durable copy yet are got (several at once):
+// downloaded, or copied out of the cache's segments. progress,
 // if set, is called with bytes done and total as chunks arrive.
 func (r *Repo) Pin(ctx context.Context, chunks []tree.ChunkRef, progress func(done, total int64)) error {
 	p, err := r.pinner()
@@ -44,7 +48,7 @@ func (r *Repo) Pin(ctx context.Context, chunks []tree.ChunkRef, progress func(do
 	}
 	seen := make(map[crypto.ID]struct{}, len(chunks))
 	var ids []crypto.ID
-	var todo []tree.ChunkRef
+	var unique, todo []tree.ChunkRef
 	var total int64
 	for _, c := range chunks {
 		if _, dup := seen[c.ID]; dup {
@@ -52,13 +56,18 @@ func (r *Repo) Pin(ctx context.Context, chunks []tree.ChunkRef, progress func(do
 		}
 		seen[c.ID] = struct{}{}
 		ids = append(ids, c.ID)
+		unique = append(unique, c)
 		total += int64(c.Length)
-		if !p.HasSealed(c.ID) {
-			todo = append(todo, c)
-		}
 	}
 	if err := p.Pin(ids...); err != nil {
 		return fmt.Errorf("pin %d chunks: %w", len(ids), err)
+	}
+	// Cached chunks are got too when their copy is not a durable one
+	// (a segment's): the Get makes one, locally.
+	for _, c := range unique {
+		if !p.PinnedOnDisk(c.ID) {
+			todo = append(todo, c)
+		}
 	}
 	var done atomic.Int64
 	done.Store(total)
