@@ -156,22 +156,19 @@ func (c *Cache) readDisk(id crypto.ID) (*[]byte, bool) {
 	}
 	if !ok {
 		loc, inSeg := c.segIndex[id]
-		if inSeg {
-			loc.seg.refs++
-		}
-		_, pinned := c.pins[id]
-		move := inSeg && !pinned && c.agingLocked(loc.seg) // a pinned one goes to a file (keepPinned)
-		c.mu.Unlock()
 		if !inSeg {
+			c.mu.Unlock()
 			return nil, false
 		}
+		loc.seg.refs++
+		touch := c.usedLocked(loc.seg, used)
+		c.mu.Unlock()
 		bp, err := c.readSegment(loc)
 		if err != nil {
 			return nil, false
 		}
-		if move {
-			// Errors only cost the move: the blob stays where it was.
-			_, _ = c.appendSmall(id, *bp, loc.seg)
+		if touch {
+			_ = os.Chtimes(loc.seg.path, used, used)
 		}
 		return bp, true
 	}
@@ -270,7 +267,7 @@ func (c *Cache) storeDisk(id crypto.ID, sealed []byte) (stored bool, err error) 
 		return false, nil
 	}
 	if small {
-		return c.appendSmall(id, sealed, nil)
+		return c.appendBlob(id, sealed)
 	}
 	if err := c.writeBlob(id, sealed, pinned); err != nil {
 		c.mu.Lock()
@@ -444,8 +441,8 @@ func (c *Cache) dropDisk(id crypto.ID, corrupt bool) {
 func (c *Cache) evictLocked() {
 	for c.diskBytes > c.diskLimit {
 		id, e, fileOK := c.disk.GetOldest()
-		if len(c.segs) > 0 && (!fileOK || c.segs[0].used.Before(e.used)) {
-			c.stats.Evictions += uint64(c.dropSegmentLocked(c.segs[0]))
+		if s := c.oldestSegmentLocked(); s != nil && (!fileOK || s.used.Before(e.used)) {
+			c.stats.Evictions += uint64(c.dropSegmentLocked(s))
 			continue
 		}
 		if !fileOK {

@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -20,10 +19,9 @@ import (
 // The segment tier keeps unpinned blobs appended to segment files instead
 // of one file each: creating a file costs the kernel 20–400 µs (ext4 inode
 // allocation), appending a small record a few µs, and extracting a source
-// tree uploads one small blob per file. Eviction is a segment at a
-// time, oldest first; a disk hit in an older segment copies the blob to the
-// current one, so a segment's age is the last use of anything live in it.
-// docs/cache.md has the formats.
+// tree uploads one small blob per file. Eviction is a segment at a time,
+// the one least recently used (appended to or hit). docs/cache.md has the
+// formats.
 
 const (
 	segMagic  = "ASSEGV1\n"
@@ -53,7 +51,8 @@ type segment struct {
 	f       *os.File
 	size    int64     // bytes in the file, counted in diskBytes
 	live    int       // index entries pointing into it
-	used    time.Time // last append: the last use of anything in it
+	used    time.Time // the last append or disk hit in it
+	touched time.Time // when used was last written to the file's time
 	entries []segEntry
 	indexed bool // an index file lists every entry
 	refs    int  // readers and the appender using f
@@ -301,7 +300,7 @@ func (c *Cache) loadSegment(seq uint64) error {
 			size = int64(valid)
 		}
 	}
-	s := &segment{seq: seq, path: p, f: f, size: size, used: info.ModTime(), entries: entries, indexed: indexed}
+	s := &segment{seq: seq, path: p, f: f, size: size, used: info.ModTime(), touched: info.ModTime(), entries: entries, indexed: indexed}
 	if !indexed {
 		// Nothing appends to it any more: index it for the next Open.
 		s.indexed = writeIndex(s, size, entries) == nil
@@ -367,20 +366,18 @@ func (c *Cache) newSegmentLocked() (*segment, error) {
 	return s, nil
 }
 
-// appendSmall appends a sealed blob to the current segment and indexes it.
-// from, when not nil, is the segment a disk hit found it in: the blob moves
-// (if it is still there), which keeps segment order the LRU order. It
-// reports whether the blob is now in the tier.
-func (c *Cache) appendSmall(id crypto.ID, sealed []byte, from *segment) (bool, error) {
-	stored, pinned, err := c.appendSmallLocked(id, sealed, from)
-	if pinned && from == nil {
+// appendBlob appends a sealed blob to the current segment and indexes it,
+// reporting whether the blob is now on disk.
+func (c *Cache) appendBlob(id crypto.ID, sealed []byte) (bool, error) {
+	stored, pinned, err := c.appendBlobLocked(id, sealed)
+	if pinned {
 		// Pinned while we appended: pinned blobs live in files.
 		return c.storeDisk(id, sealed)
 	}
 	return stored, err
 }
 
-func (c *Cache) appendSmallLocked(id crypto.ID, sealed []byte, from *segment) (stored, pinned bool, err error) {
+func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bool, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -388,19 +385,9 @@ func (c *Cache) appendSmallLocked(id crypto.ID, sealed []byte, from *segment) (s
 		c.mu.Unlock()
 		return false, false, ErrClosed
 	}
-	loc, inSeg := c.segIndex[id]
-	_, inFile := c.disk.Peek(id)
-	_, pinnedFile := c.pinnedDisk[id]
-	switch {
-	case inFile || pinnedFile:
-		c.mu.Unlock()
-		return true, false, nil
-	case from == nil && inSeg:
+	if c.onDiskLocked(id) {
 		c.mu.Unlock()
 		return true, false, nil // already cached: nothing to write
-	case from != nil && (!inSeg || loc.seg != from):
-		c.mu.Unlock()
-		return inSeg, false, nil // moved or dropped meanwhile
 	}
 	s := c.cur
 	if s == nil || s.gone || s.size+int64(recHeader+len(sealed)) > c.segTargetLocked() && s.size > int64(len(segMagic)) {
@@ -439,34 +426,55 @@ func (c *Cache) appendSmallLocked(id crypto.ID, sealed []byte, from *segment) (s
 	if s.gone {
 		return false, false, nil
 	}
-	// Only a blob still where we found it (or nowhere), and not pinned
-	// meanwhile, is (re)indexed.
-	loc, inSeg = c.segIndex[id]
-	_, inFile = c.disk.Peek(id)
-	_, pinnedFile = c.pinnedDisk[id]
+	// A blob pinned meanwhile goes to a file, and one that got a file
+	// meanwhile keeps it: this record is dead then.
 	_, pinned = c.pins[id]
-	if pinned || inFile || pinnedFile || (from != nil && (!inSeg || loc.seg != from)) || (from == nil && inSeg) {
+	if pinned || c.onDiskLocked(id) {
 		c.evictLocked()
-		return inSeg || inFile || pinnedFile, pinned && !pinnedFile, nil
+		return c.onDiskLocked(id), pinned, nil
 	}
-	c.unindexLocked(id)
 	c.segIndex[id] = segLoc{seg: s, off: e.off, n: e.n}
 	s.live++
 	c.evictLocked()
 	return true, false, nil
 }
 
-// agingLocked reports whether a disk hit in segment s moves the blob to
-// the current segment: when s is in the older half of the tier. A blob in
-// the newer half has half the tier to go before eviction, and a full read
-// of the cache rewrites half of it, not all.
-func (c *Cache) agingLocked(s *segment) bool {
-	i, found := slices.BinarySearchFunc(c.segs, s.seq, func(x *segment, seq uint64) int { return cmp.Compare(x.seq, seq) })
-	return found && i < len(c.segs)/2
+// onDiskLocked reports whether the blob is in the disk tier.
+func (c *Cache) onDiskLocked(id crypto.ID) bool {
+	if _, ok := c.pinnedDisk[id]; ok {
+		return true
+	}
+	if _, ok := c.segIndex[id]; ok {
+		return true
+	}
+	return c.disk.Contains(id)
+}
+
+// usedLocked marks segment s used at t, a disk hit in it. Its file time
+// keeps the order across restarts, set at most once a second per segment:
+// reading a large file hits each segment some 30 times in a row.
+func (c *Cache) usedLocked(s *segment, t time.Time) (touch bool) {
+	s.used = t
+	if t.Sub(s.touched) < time.Second {
+		return false
+	}
+	s.touched = t
+	return true
+}
+
+// oldestSegmentLocked returns the segment least recently used, if any.
+func (c *Cache) oldestSegmentLocked() *segment {
+	var oldest *segment
+	for _, s := range c.segs {
+		if oldest == nil || s.used.Before(oldest.used) {
+			oldest = s
+		}
+	}
+	return oldest
 }
 
 // readSegment reads a blob's sealed bytes from its segment into a pooled
-// buffer. The returned segment is where it was found.
+// buffer, and drops the reference the caller took on the segment.
 func (c *Cache) readSegment(loc segLoc) (*[]byte, error) {
 	bp := c.getBuf(int(loc.n))
 	_, err := loc.seg.f.ReadAt(*bp, int64(loc.off))

@@ -164,12 +164,24 @@ func TestSegmentCrashRecovery(t *testing.T) {
 	}
 }
 
-func TestSegmentsEvictOldestAndMoveOnHit(t *testing.T) {
+// LRU a segment at a time: a segment read from now and then stays, the
+// others go oldest first.
+func TestSegmentsEvictLeastRecentlyUsed(t *testing.T) {
 	b := newBlobs(t)
 	c := mustOpen(t, t.TempDir(), segOpts)
-	first := makeBlobs(t, b, "first", 100, 400)
+	first := makeBlobs(t, b, "first", 300, 400) // ~130 KiB: a few segments
 	putAll(t, c, first)
 	hot := first[0]
+	hotSeg := c.segIndex[hot.id].seg
+	var others []testBlob // early blobs in other segments
+	for _, x := range first {
+		if c.segIndex[x.id].seg != hotSeg {
+			others = append(others, x)
+		}
+	}
+	if len(others) == 0 {
+		t.Fatal("all early blobs in one segment")
+	}
 	// ~6 MiB through a 2 MiB tier, reading one early blob now and then.
 	for round := range 15 {
 		putAll(t, c, makeBlobs(t, b, fmt.Sprint("fill", round, "-"), 1000, 400))
@@ -185,7 +197,7 @@ func TestSegmentsEvictOldestAndMoveOnHit(t *testing.T) {
 	if !c.HasSealed(hot.id) {
 		t.Error("a blob read all along was evicted")
 	}
-	for _, x := range first[1:] {
+	for _, x := range others {
 		if c.HasSealed(x.id) {
 			t.Fatalf("an early blob never read again survived 6 MiB of newer ones")
 		}
