@@ -502,3 +502,34 @@ func TestUnreachableServer(t *testing.T) {
 		t.Fatalf("offline call: %v", err)
 	}
 }
+
+// A pack given as pieces (a pack writer's blobs, unjoined) is stored as
+// the pieces joined, whatever their sizes against the upload messages'.
+func TestPackStorePieces(t *testing.T) {
+	srv := remotetest.Start(t)
+	st := remote.NewPackStore(srv.SignUp(t, "").Client)
+	var pieces [][]byte
+	var joined []byte
+	for i, n := range []int{5, 1 << 20, 0, 700 << 10, 1<<20 - 5, 3, 2<<20 + 11} {
+		p := bytes.Repeat([]byte{byte(i + 1)}, n)
+		pieces = append(pieces, p)
+		joined = append(joined, p...)
+	}
+	name := packName(joined)
+	if err := st.Put(ctx, name, objstore.NewPiecesReader(pieces), int64(len(joined))); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := st.GetRange(ctx, name, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	_, _ = got.ReadFrom(rc)
+	_ = rc.Close()
+	if !bytes.Equal(got.Bytes(), joined) {
+		t.Fatalf("stored %d bytes, not the %d of the pieces joined", got.Len(), len(joined))
+	}
+	if err := st.Put(ctx, packName(nil), objstore.NewPiecesReader(pieces), int64(len(joined))+1); !errors.Is(err, objstore.ErrSizeMismatch) {
+		t.Fatalf("pieces shorter than the size: %v", err)
+	}
+}

@@ -36,18 +36,26 @@ func (c *Client) transferTimeout(n int64) time.Duration {
 // in storage. A failed upload is retried whole; an upload whose answer was
 // lost finds the pack there on retry and succeeds.
 func (c *Client) UploadPack(ctx context.Context, name string, data []byte) error {
+	return c.UploadPackPieces(ctx, name, [][]byte{data})
+}
+
+// UploadPackPieces is UploadPack of the pieces joined (a pack laid out in
+// pieces by pack.Writer.FinishPieces), without joining them: each byte is
+// copied once, into the message that carries it.
+func (c *Client) UploadPackPieces(ctx context.Context, name string, pieces [][]byte) error {
 	if err := checkPackName(name); err != nil {
 		return err
 	}
-	if len(data) == 0 {
+	size := piecesLen(pieces)
+	if size == 0 {
 		return fmt.Errorf("upload pack %s: %w: empty pack", name, ErrInvalid)
 	}
-	return c.do(ctx, "upload pack "+name, c.transferTimeout(int64(len(data))), func(ctx context.Context, _ int) error {
-		return c.uploadOnce(ctx, name, data)
+	return c.do(ctx, "upload pack "+name, c.transferTimeout(size), func(ctx context.Context, _ int) error {
+		return c.uploadOnce(ctx, name, pieces, size)
 	})
 }
 
-func (c *Client) uploadOnce(ctx context.Context, name string, data []byte) error {
+func (c *Client) uploadOnce(ctx context.Context, name string, pieces [][]byte, size int64) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// pb.Codec: each data message is copied once, into a recycled buffer.
@@ -55,11 +63,30 @@ func (c *Client) uploadOnce(ctx context.Context, name string, data []byte) error
 	if err != nil {
 		return err
 	}
-	hdr := &pb.UploadPackRequest{Part: &pb.UploadPackRequest_Header{Header: &pb.UploadPackHeader{Name: name, Size: uint64(len(data))}}}
+	hdr := &pb.UploadPackRequest{Part: &pb.UploadPackRequest_Header{Header: &pb.UploadPackHeader{Name: name, Size: uint64(size)}}}
 	err = stream.Send(hdr)
-	for off := 0; err == nil && off < len(data); off += pb.MaxUploadChunk {
-		chunk := data[off:min(off+pb.MaxUploadChunk, len(data))]
-		err = stream.Send(&pb.UploadPackRequest{Part: &pb.UploadPackRequest_Data{Data: chunk}})
+	// Data messages of MaxUploadChunk bytes, whatever the pieces' sizes:
+	// pb.UploadData (an UploadPackRequest's data on the wire) joins them
+	// as pb.Codec marshals it, the one copy a message takes anyway.
+	msg := &pb.UploadData{Pieces: make([][]byte, 0, 16)}
+	n := 0
+	send := func() {
+		err = stream.SendMsg(msg)
+		msg.Pieces, n = msg.Pieces[:0], 0
+	}
+	for _, p := range pieces {
+		for len(p) > 0 && err == nil {
+			take := min(len(p), pb.MaxUploadChunk-n)
+			msg.Pieces = append(msg.Pieces, p[:take])
+			n += take
+			p = p[take:]
+			if n == pb.MaxUploadChunk {
+				send()
+			}
+		}
+	}
+	if err == nil && n > 0 {
+		send()
 	}
 	// io.EOF from Send means the server has answered already (an error, or
 	// the pack was there): CloseAndRecv returns that answer.
@@ -70,8 +97,8 @@ func (c *Client) uploadOnce(ctx context.Context, name string, data []byte) error
 	if err != nil {
 		return err
 	}
-	if resp.GetSize() != uint64(len(data)) {
-		return fmt.Errorf("%w: server stored %d bytes of %d", ErrBadResponse, resp.GetSize(), len(data))
+	if resp.GetSize() != uint64(size) {
+		return fmt.Errorf("%w: server stored %d bytes of %d", ErrBadResponse, resp.GetSize(), size)
 	}
 	return nil
 }
@@ -232,6 +259,11 @@ func (s *packStore) Put(ctx context.Context, name string, r io.Reader, size int6
 			return s.c.UploadPack(ctx, name, b) // the caller's slice: no copy
 		}
 	}
+	if pr, ok := r.(*objstore.PiecesReader); ok {
+		if p := pr.Unread(); p != nil && piecesLen(p) == size {
+			return s.c.UploadPackPieces(ctx, name, p) // the caller's pieces: not joined
+		}
+	}
 	data := make([]byte, size)
 	if _, err := io.ReadFull(r, data); err != nil {
 		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
@@ -244,6 +276,14 @@ func (s *packStore) Put(ctx context.Context, name string, r io.Reader, size int6
 		return fmt.Errorf("put %s: %w: reader has more than %d bytes", name, objstore.ErrSizeMismatch, size)
 	}
 	return s.c.UploadPack(ctx, name, data)
+}
+
+func piecesLen(pieces [][]byte) int64 {
+	var n int64
+	for _, p := range pieces {
+		n += int64(len(p))
+	}
+	return n
 }
 
 func (s *packStore) GetRange(ctx context.Context, name string, off, length int64) (io.ReadCloser, error) {

@@ -44,6 +44,11 @@ import (
 //     ReleaseUploadBuffer once it has stored it, where the proto codec
 //     copies it twice and allocates (and zeroes) a slice per message.
 //     Headers and anything unusual go to the proto codec.
+//   - UploadData is the data message given as pieces (a pack's blobs,
+//     where they lie in the pack writer's buffer): Marshal copies the
+//     pieces into one recycled buffer, and the wire is that of an
+//     UploadPackRequest whose Data is the pieces joined. Sent with the
+//     stream's SendMsg, it spares the pack writer joining them first.
 //
 // Every other message goes to the proto codec. The name is "proto", so the
 // content subtype on the wire does not change.
@@ -71,8 +76,28 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 			copy(*buf, d.Data)
 			return mem.BufferSlice{bytesFieldHeader(2, len(d.Data)), mem.NewBuffer(buf, uploadBufs)}, nil
 		}
+	case *UploadData:
+		n := 0
+		for _, p := range m.Pieces {
+			n += len(p)
+		}
+		if n == 0 {
+			return nil, errors.New("marshal UploadData: no data")
+		}
+		buf := uploadBufs.Get(n)
+		off := 0
+		for _, p := range m.Pieces {
+			off += copy((*buf)[off:], p)
+		}
+		return mem.BufferSlice{bytesFieldHeader(2, n), mem.NewBuffer(buf, uploadBufs)}, nil
 	}
 	return protoCodec.Marshal(v)
+}
+
+// UploadData is an UploadPackRequest data message whose data is the
+// pieces joined (see Codec). Only Codec can marshal it.
+type UploadData struct {
+	Pieces [][]byte
 }
 
 // bytesFieldHeader is the tag and length of a bytes field of n bytes.

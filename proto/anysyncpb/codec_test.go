@@ -441,3 +441,36 @@ func marshalLikeProto(t *testing.T, in proto.Message) (out mem.BufferSlice, wire
 	}
 	return out, wire, want
 }
+
+// UploadData marshals exactly as an UploadPackRequest whose data is its
+// pieces joined, and as a copy: the pieces may be reused once it returns.
+func TestCodecUploadDataPieces(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sizes := range [][]int{{1}, {100, 3, 7000}, {16 << 10, 1, 16<<10 - 1}, {MaxUploadChunk}} {
+		var pieces [][]byte
+		var joined []byte
+		for _, n := range sizes {
+			p := randomData(rng, n)
+			pieces = append(pieces, p)
+			joined = append(joined, p...)
+		}
+		want, err := proto.Marshal(uploadData(joined))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := (Codec{}).Marshal(&UploadData{Pieces: pieces})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pieces {
+			clear(p)
+		}
+		if !bytes.Equal(out.Materialize(), want) {
+			t.Fatalf("pieces %v: not the wire of the joined data message", sizes)
+		}
+		out.Free()
+	}
+	if _, err := (Codec{}).Marshal(&UploadData{}); err == nil {
+		t.Error("an UploadData without data marshalled")
+	}
+}

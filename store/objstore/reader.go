@@ -236,3 +236,44 @@ func (r *BytesReader) Unread() []byte {
 	}
 	return r.b
 }
+
+// PiecesReader reads byte slices one after the other (net.Buffers without
+// consuming them) and also offers the slices themselves, so a store that
+// sends an object as messages (the gRPC pack upload) can copy each byte
+// once, into the message, instead of first joining the pieces.
+type PiecesReader struct {
+	pieces [][]byte
+	i, off int // next byte: pieces[i][off]
+	read   bool
+}
+
+// NewPiecesReader returns a reader of the pieces joined.
+func NewPiecesReader(pieces [][]byte) *PiecesReader { return &PiecesReader{pieces: pieces} }
+
+// Read implements io.Reader.
+func (r *PiecesReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && r.i < len(r.pieces) {
+		c := copy(p[n:], r.pieces[r.i][r.off:])
+		n += c
+		r.off += c
+		if r.off == len(r.pieces[r.i]) {
+			r.i, r.off = r.i+1, 0
+		}
+	}
+	if n > 0 {
+		r.read = true
+	}
+	if n == 0 && len(p) > 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// Unread returns the pieces if nothing was read yet, else nil.
+func (r *PiecesReader) Unread() [][]byte {
+	if r.read {
+		return nil
+	}
+	return r.pieces
+}

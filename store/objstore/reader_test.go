@@ -114,3 +114,33 @@ func TestExactReaderWriteToWriterFails(t *testing.T) {
 		t.Fatalf("Err() = %v, want nil", er.Err())
 	}
 }
+
+func TestPiecesReader(t *testing.T) {
+	pieces := [][]byte{[]byte("ab"), nil, []byte("cde"), []byte("f")}
+	r := objstore.NewPiecesReader(pieces)
+	if got := r.Unread(); len(got) != len(pieces) {
+		t.Fatalf("Unread before reading = %q", got)
+	}
+	// Odd read sizes cross piece boundaries.
+	var out []byte
+	buf := make([]byte, 2)
+	for {
+		n, err := r.Read(buf)
+		out = append(out, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(out) != "abcdef" {
+		t.Fatalf("read %q, want abcdef", out)
+	}
+	if r.Unread() != nil {
+		t.Error("Unread after reading returned the pieces")
+	}
+	if n, err := objstore.NewPiecesReader(nil).Read(buf); n != 0 || err != io.EOF {
+		t.Errorf("empty reader: %d, %v", n, err)
+	}
+}

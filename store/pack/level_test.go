@@ -262,3 +262,70 @@ func TestWriterKeepsSeveralSpares(t *testing.T) {
 		reused[p] = true
 	}
 }
+
+// TestFinishPieces: a pack finished in pieces joins to a valid pack whose
+// entries match its header; the next pack is filled in another buffer
+// while the first is not handed back, and in the first once it is.
+func TestFinishPieces(t *testing.T) {
+	c := testCodec(t, 1)
+	for _, w := range []*Writer{NewWriter(c, 1<<20), NewSmallWriter(c, 1<<20)} {
+		fill := func(round int) map[crypto.ID][]byte {
+			want := map[crypto.ID][]byte{}
+			for i := 0; !w.Full(); i++ {
+				plain := randomBytes(50<<10+i*10, uint64(round*1000+i))
+				id := idOf(plain)
+				if err := w.Add(crypto.BlobData, id, plain); err != nil {
+					t.Fatal(err)
+				}
+				want[id] = plain
+			}
+			return want
+		}
+		want := fill(0)
+		f, err := w.FinishPieces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		first := f.Bytes()
+		if int64(len(first)) != f.Size || len(f.Pieces) != len(want)+1 {
+			t.Fatalf("%d pieces of %d bytes for %d blobs, size %d", len(f.Pieces), len(first), len(want), f.Size)
+		}
+		checkPack(t, c, f.Name, first, want)
+		for _, e := range f.Entries {
+			sealed := first[e.Offset : e.Offset+e.Length]
+			if plain, err := c.Decode(nil, sealed, e.ID, e.Type, int(e.RawLength)); err != nil || !bytes.Equal(plain, want[e.ID]) {
+				t.Fatalf("entry %s does not point at its blob: %v", e.ID.Short(), err)
+			}
+		}
+		buf0 := &f.buf[:1][0]
+
+		// Not handed back: the next pack must not touch the first's bytes.
+		want2 := fill(1)
+		if !bytes.Equal(f.Bytes(), first) {
+			t.Fatal("the next pack overwrote a finished pack's pieces")
+		}
+		f2, err := w.FinishPieces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPack(t, c, f2.Name, f2.Bytes(), want2)
+
+		// Handed back: a later pack is laid out in the first's buffer.
+		w.RecycleFinished(f)
+		w.RecycleFinished(f2)
+		fill(2)
+		f3, err := w.FinishPieces()
+		if err != nil {
+			t.Fatal(err)
+		}
+		reused := false
+		for _, p := range f3.Pieces[:len(f3.Pieces)-1] {
+			if &p[:1][0] == buf0 {
+				reused = true
+			}
+		}
+		if !reused {
+			t.Error("a recycled buffer was not reused")
+		}
+	}
+}

@@ -150,6 +150,14 @@ func (w *Writer) reserve(n int) {
 	if w.small {
 		c = min(c, max(2*cap(w.buf), 1<<20))
 	}
+	if len(w.buf) == 0 {
+		// A pack finished in pieces took the buffer: start in a
+		// recycled one.
+		if b, ok := w.takeSpare(max(n, c)); ok {
+			w.buf = b
+			return
+		}
+	}
 	w.buf = grow(w.buf, max(n, c-len(w.buf)))
 }
 
@@ -269,30 +277,14 @@ func (w *Writer) Finish() (name string, data []byte, entries []Entry, err error)
 
 // finish lays the pack out under a given name.
 func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
-	headerID, err := ParseName(name)
+	order, err := w.shuffled()
 	if err != nil {
-		return nil, nil, fmt.Errorf("finish pack: %w", err)
+		return nil, nil, err
 	}
-
-	// Random order hides which blobs were written together (the chunks of
-	// one file, in file order) from anyone who sees offsets in requests.
-	var seed [32]byte
-	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, nil, fmt.Errorf("finish pack: seed shuffle: %w", err)
-	}
-	rng := mrand.New(mrand.NewChaCha8(seed))
-	order := rng.Perm(len(w.entries))
-
 	size := int(w.Size())
 	data, ok := w.takeSpare(size)
 	if !ok {
-		// Room for any pack of this writer, so the buffer serves again
-		// when recycled (a pack's size varies with its last blob).
-		room := size
-		if !w.small {
-			room = max(size, w.target+w.target/4+sealedHeaderLen(len(w.entries))+TrailerSize)
-		}
-		data = bigbuf.Make(0, room)
+		data = bigbuf.Make(0, w.room(size))
 	}
 	entries = make([]Entry, 0, len(w.entries))
 	for _, i := range order {
@@ -302,7 +294,107 @@ func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
 		data = append(data, blob...)
 		entries = append(entries, e)
 	}
+	data, err = w.appendHeader(data, name, entries)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.buf = w.buf[:0]
+	w.reset()
+	return data, entries, nil
+}
 
+// Finished is a pack laid out as pieces, without copying its blobs: views
+// of the writer's buffer in pack order, then the sealed header and
+// trailer. Uploading it sends the pieces one after the other; the writer
+// gets its buffer back with RecycleFinished once the pack is stored.
+type Finished struct {
+	Name    string
+	Entries []Entry // in pack order; Offset is into the pack
+	Pieces  [][]byte
+	Size    int64
+	buf     []byte
+}
+
+// FinishPieces is Finish without the copy of every blob into a pack buffer
+// (a memmove of each uploaded byte, and the page faults of fresh buffers).
+// The writer starts its next pack in a recycled buffer, or a new one.
+func (w *Writer) FinishPieces() (*Finished, error) {
+	if len(w.entries) == 0 {
+		return nil, fmt.Errorf("finish pack: %w", ErrEmptyPack)
+	}
+	name, err := NewName()
+	if err != nil {
+		return nil, fmt.Errorf("finish pack: %w", err)
+	}
+	order, err := w.shuffled()
+	if err != nil {
+		return nil, err
+	}
+	f := &Finished{Name: name, Entries: make([]Entry, 0, len(w.entries)), Pieces: make([][]byte, 0, len(w.entries)+1), buf: w.buf}
+	var off int64
+	for _, i := range order {
+		e := w.entries[i]
+		f.Pieces = append(f.Pieces, w.buf[e.Offset:e.Offset+e.Length:e.Offset+e.Length])
+		e.Offset = uint32(off)
+		off += int64(e.Length)
+		f.Entries = append(f.Entries, e)
+	}
+	tail, err := w.appendHeader(make([]byte, 0, sealedHeaderLen(len(f.Entries))+TrailerSize), name, f.Entries)
+	if err != nil {
+		return nil, err
+	}
+	f.Pieces = append(f.Pieces, tail)
+	f.Size = off + int64(len(tail))
+	w.buf = nil // the next Add takes a recycled buffer (reserve)
+	w.reset()
+	return f, nil
+}
+
+// Bytes joins the pieces: the pack as Finish would have laid it out.
+func (f *Finished) Bytes() []byte {
+	b := make([]byte, 0, f.Size)
+	for _, p := range f.Pieces {
+		b = append(b, p...)
+	}
+	return b
+}
+
+// RecycleFinished hands back the buffer of a pack finished in pieces once
+// it is stored: nothing may use f's pieces after.
+func (w *Writer) RecycleFinished(f *Finished) {
+	if f.buf != nil {
+		w.Recycle(f.buf)
+		f.buf, f.Pieces = nil, nil
+	}
+}
+
+// shuffled returns a random order of the pack's blobs: it hides which
+// blobs were written together (the chunks of one file, in file order) from
+// anyone who sees offsets in requests.
+func (w *Writer) shuffled() ([]int, error) {
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("finish pack: seed shuffle: %w", err)
+	}
+	return mrand.New(mrand.NewChaCha8(seed)).Perm(len(w.entries)), nil
+}
+
+// room is the capacity of a new pack buffer: room for any pack of this
+// writer, so the buffer serves again when recycled (a pack's size varies
+// with its last blob).
+func (w *Writer) room(size int) int {
+	if w.small {
+		return size
+	}
+	return max(size, w.target+w.target/4+sealedHeaderLen(len(w.entries))+TrailerSize)
+}
+
+// appendHeader appends the sealed header of entries and the trailer.
+func (w *Writer) appendHeader(data []byte, name string, entries []Entry) ([]byte, error) {
+	headerID, err := ParseName(name)
+	if err != nil {
+		return nil, fmt.Errorf("finish pack: %w", err)
+	}
 	plain := make([]byte, 0, headerPlainLen(len(entries)))
 	plain = append(plain, headerVersion)
 	plain = binary.AppendUvarint(plain, uint64(len(entries)))
@@ -316,13 +408,14 @@ func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
 	hdrStart := len(data)
 	data, err = w.codec.cipher.Seal(data, plain, headerID, crypto.BlobPackHeader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("finish pack: seal header: %w", err)
+		return nil, fmt.Errorf("finish pack: seal header: %w", err)
 	}
 	data = binary.LittleEndian.AppendUint32(data, uint32(len(data)-hdrStart))
-	data = append(data, trailerMagic[:]...)
+	return append(data, trailerMagic[:]...), nil
+}
 
-	w.buf = w.buf[:0]
+// reset starts the next pack.
+func (w *Writer) reset() {
 	w.entries = w.entries[:0]
 	clear(w.seen)
-	return data, entries, nil
 }

@@ -162,10 +162,8 @@ type deferredBlob struct {
 }
 
 type finishedPack struct {
-	name    string
-	class   packClass
-	data    []byte
-	entries []pack.Entry
+	class packClass
+	*pack.Finished
 }
 
 // Open returns a repository over cfg.
@@ -486,11 +484,11 @@ func (r *Repo) packerLocked(c packClass) *pack.Writer {
 }
 
 func finishLocked(w *pack.Writer, c packClass) (*finishedPack, error) {
-	name, data, entries, err := w.Finish()
+	f, err := w.FinishPieces()
 	if err != nil {
 		return nil, fmt.Errorf("finish pack: %w", err)
 	}
-	return &finishedPack{name: name, class: c, data: data, entries: entries}, nil
+	return &finishedPack{class: c, Finished: f}, nil
 }
 
 // startUpload uploads a finished pack in the background, waiting for a slot
@@ -540,25 +538,25 @@ func CallerUploads(ctx context.Context) context.Context {
 // upload stores one pack, then records its blobs in the index. Order matters:
 // a blob is in the index only once its pack is stored.
 func (r *Repo) upload(ctx context.Context, p finishedPack) error {
-	if err := r.objs.Put(ctx, p.name, objstore.NewBytesReader(p.data), int64(len(p.data))); err != nil {
-		return fmt.Errorf("upload pack %s: %w", p.name, err)
+	if err := r.objs.Put(ctx, p.Name, objstore.NewPiecesReader(p.Pieces), p.Size); err != nil {
+		return fmt.Errorf("upload pack %s: %w", p.Name, err)
 	}
-	entries := make([]IndexEntry, len(p.entries))
-	for i, e := range p.entries {
-		entries[i] = IndexEntry{ID: e.ID, Location: Location{Pack: p.name, Offset: e.Offset, Length: e.Length}}
+	entries := make([]IndexEntry, len(p.Entries))
+	for i, e := range p.Entries {
+		entries[i] = IndexEntry{ID: e.ID, Location: Location{Pack: p.Name, Offset: e.Offset, Length: e.Length}}
 	}
 	if err := r.index.Add(entries); err != nil {
-		return fmt.Errorf("index pack %s: %w", p.name, err)
+		return fmt.Errorf("index pack %s: %w", p.Name, err)
 	}
 	r.mu.Lock()
-	for _, e := range p.entries {
+	for _, e := range p.Entries {
 		delete(r.pending, e.ID)
 	}
 	r.newEntries = append(r.newEntries, entries...)
 	// The store has the pack and keeps no reference to our bytes
 	// (objstore.ObjectStore.Put): lay the next pack out in them.
 	if w := r.packers[p.class]; w != nil {
-		w.Recycle(p.data)
+		w.RecycleFinished(p.Finished)
 	}
 	r.mu.Unlock()
 	return nil
