@@ -105,8 +105,11 @@ type Cache struct {
 	wmu      sync.Mutex
 	segs     []*segment // oldest first
 	segIndex map[crypto.ID]segLoc
-	cur      *segment // appended to; nil until the next small blob
+	cur      *segment // appended to; nil until the next blob
 	nextSeq  uint64
+	// testAppending, set by tests only, runs while an append writes its
+	// record without holding mu.
+	testAppending func()
 
 	flights map[crypto.ID]*flight
 	wg      sync.WaitGroup // running flights

@@ -403,6 +403,9 @@ func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bo
 	s.refs++
 	off := s.size
 	c.mu.Unlock()
+	if c.testAppending != nil {
+		c.testAppending()
+	}
 
 	recLen := int64(recHeader + len(sealed))
 	err = writeRecord(s.f, off, id, sealed)
@@ -418,14 +421,16 @@ func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bo
 		c.stats.DiskWriteErrors++
 		return false, false, fmt.Errorf("append blob %s to segment: %w", id.Short(), err)
 	}
+	if s.gone {
+		// Evicted (or the cache closed) while we wrote: the bytes went
+		// with it, and were subtracted with it.
+		return false, false, nil
+	}
 	s.size = off + recLen
 	c.diskBytes += recLen
 	s.used = c.stampLocked()
 	e := segEntry{id: id, off: uint32(off) + recHeader, n: uint32(len(sealed))}
 	s.entries = append(s.entries, e)
-	if s.gone {
-		return false, false, nil
-	}
 	// A blob pinned meanwhile goes to a file, and one that got a file
 	// meanwhile keeps it: this record is dead then.
 	_, pinned = c.pins[id]

@@ -414,3 +414,30 @@ func TestParseSegName(t *testing.T) {
 		}
 	}
 }
+
+// A segment evicted while a record is being appended to it: the blob is
+// not cached, and the tier's byte count still matches the files.
+func TestSegmentEvictedDuringAppend(t *testing.T) {
+	b := newBlobs(t)
+	c := mustOpen(t, t.TempDir(), segOpts)
+	putAll(t, c, makeBlobs(t, b, "x", 10, 300))
+	c.testAppending = func() {
+		c.testAppending = nil
+		c.SetDiskLimit(0) // evicts every segment, the current one included
+	}
+	late := makeBlobs(t, b, "late", 1, 300)[0]
+	if err := c.PutSealed(late.id, late.sealed); err != nil {
+		t.Fatal(err)
+	}
+	if c.HasSealed(late.id) {
+		t.Error("a blob appended to an evicted segment is indexed")
+	}
+	if s := checkAccounting(t, c); s.DiskBytes != 0 || s.Segments != 0 {
+		t.Errorf("after evicting everything: %+v", s)
+	}
+	// The tier goes on with a new segment.
+	c.SetDiskLimit(segOpts.DiskBytes)
+	putAll(t, c, []testBlob{late})
+	mustGet(t, c, b, late.id, noFetch(t), late.plain)
+	checkAccounting(t, c)
+}
