@@ -219,9 +219,15 @@ func (c *Cache) scanSegments() error {
 		return fmt.Errorf("scan segments: %w", err)
 	}
 	var seqs []uint64
+	present := make(map[string]bool, len(names))
+	for _, d := range names {
+		present[d.Name()] = true
+	}
 	for _, d := range names {
 		name := d.Name()
-		if strings.HasSuffix(name, ".tmp") {
+		// Leftovers: an index being written, or one whose segment went
+		// (eviction deletes the segment first).
+		if strings.HasSuffix(name, ".tmp") || (strings.HasSuffix(name, ".idx") && !present[strings.TrimSuffix(name, ".idx")+".seg"]) {
 			_ = os.Remove(filepath.Join(c.segDir, name))
 			continue
 		}

@@ -109,7 +109,21 @@ func TestSegmentsHoldSmallBlobs(t *testing.T) {
 	if idx, _ := filepath.Glob(filepath.Join(dir, "segments", "*.idx")); len(idx) == 0 {
 		t.Error("no index files after Close")
 	}
+	// Leftovers of a crash: an index half written, one whose segment
+	// was deleted.
+	orphan := filepath.Join(dir, "segments", "00000000000000ff.idx")
+	tmp := filepath.Join(dir, "segments", "0000000000000000.idx.tmp")
+	for _, p := range []string{orphan, tmp} {
+		if err := os.WriteFile(p, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c = mustOpen(t, dir, segOpts)
+	for _, p := range []string{orphan, tmp} {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("leftover %s kept: %v", filepath.Base(p), err)
+		}
+	}
 	for _, x := range small {
 		mustGet(t, c, b, x.id, noFetch(t), x.plain)
 	}
