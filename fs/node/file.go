@@ -42,8 +42,8 @@ type openFile struct {
 	// file reads or copied (FS.ContentReplaced); its view is dropped and
 	// the row read again before the next read or write.
 	stale atomic.Bool
-	// unflushed counts bytes written to the staging file since writeback
-	// was last started; flushing is set while a start is in flight.
+	// unflushed counts bytes the staging file grew by since writeback was
+	// last started; flushing is set while a start is in flight.
 	unflushed int64
 	flushing  atomic.Bool
 }
@@ -574,7 +574,10 @@ func (h *Handle) WriteAt(ctx context.Context, p []byte, off int64) (int, error) 
 		n, err = m.WriteAt(p, off)
 	} else {
 		n, err = writeAtPieces(of.staging, p, off)
-		of.unflushed += int64(n)
+		// Only growth counts: rewrites of a region (a database's pages)
+		// coalesce in the page cache, and starting their writeback over
+		// and over would write them again and again.
+		of.unflushed += max(0, off+int64(n)-max(off, of.size))
 		if f, ok := of.staging.(*os.File); ok && of.unflushed >= writebackStep && !of.flushing.Swap(true) {
 			of.unflushed = 0
 			go func() {

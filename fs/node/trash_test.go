@@ -113,3 +113,36 @@ func TestWritebackDuringLargeWrite(t *testing.T) {
 		}
 	}
 }
+
+// Only growth counts toward starting writeback: rewriting a region (a
+// database's pages) leaves it to the page cache.
+func TestWritebackCountsGrowthOnly(t *testing.T) {
+	ctx := context.Background()
+	f := newTestFS(t)
+	_, h, err := f.Create(ctx, localdb.RootIno, "db", syscall.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Release(ctx)
+	piece := make([]byte, 1<<20)
+	for i := range 4 {
+		if _, err := h.WriteAt(ctx, piece, int64(i)<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := h.of.unflushed; got != 4<<20 {
+		t.Fatalf("after growing 4 MiB: %d bytes counted", got)
+	}
+	for range 3 * writebackStep / len(piece) {
+		if _, err := h.WriteAt(ctx, piece, 1<<20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Half over the end: the half past it is growth.
+	if _, err := h.WriteAt(ctx, piece, 7<<19); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.of.unflushed; got != 4<<20+1<<19 {
+		t.Fatalf("rewrites counted: %d bytes, want %d", got, 4<<20+1<<19)
+	}
+}
