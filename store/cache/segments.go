@@ -208,8 +208,9 @@ func decodeIndex(b []byte, size int64) ([]segEntry, error) {
 
 // scanSegments loads the segment tier at Open: segments in order, each
 // from its index file or, without a valid one (a crash), by walking it and
-// cutting a torn tail. A later copy of a blob (moved on a hit) wins over an
-// earlier one, and a blob file (a pinned copy) over both.
+// cutting a torn tail. A later copy of a blob (fetched again after the
+// earlier one failed to open) wins over an earlier one, and a blob file (a
+// pinned copy) over both.
 func (c *Cache) scanSegments() error {
 	if err := os.MkdirAll(c.segDir, 0o700); err != nil {
 		return fmt.Errorf("scan segments: %w", err)
@@ -357,6 +358,12 @@ func (c *Cache) newSegmentLocked() (*segment, error) {
 	seq := c.nextSeq
 	p := c.segPath(seq)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	for tries := 0; errors.Is(err, os.ErrExist) && tries < 8; tries++ {
+		// Something Open did not take for a segment has the name.
+		c.nextSeq++
+		seq, p = c.nextSeq, c.segPath(c.nextSeq)
+		f, err = os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("create segment %s: %w", p, err)
 	}
@@ -398,6 +405,7 @@ func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bo
 	s := c.cur
 	if s == nil || s.gone || s.size+int64(recHeader+len(sealed)) > c.segTargetLocked() && s.size > int64(len(segMagic)) {
 		c.sealLocked(s)
+		old := s
 		var err error
 		if s, err = c.newSegmentLocked(); err != nil {
 			c.stats.DiskWriteErrors++
@@ -405,6 +413,9 @@ func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bo
 			return false, false, err
 		}
 		c.cur = s
+		if old != nil && old.live == 0 {
+			c.dropSegmentLocked(old) // emptied while it was current
+		}
 	}
 	s.refs++
 	off := s.size

@@ -455,3 +455,19 @@ func TestSegmentEvictedDuringAppend(t *testing.T) {
 	mustGet(t, c, b, late.id, noFetch(t), late.plain)
 	checkAccounting(t, c)
 }
+
+// A file in the way of the next segment's name does not stop appends.
+func TestSegmentNameTaken(t *testing.T) {
+	b := newBlobs(t)
+	dir := t.TempDir()
+	c := mustOpen(t, dir, segOpts)
+	// A directory is not taken for a segment at Open, but holds the name.
+	if err := os.MkdirAll(filepath.Join(dir, "segments", fmt.Sprintf("%016x.seg", c.nextSeq)), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	bs := makeBlobs(t, b, "x", 3, 300)
+	putAll(t, c, bs)
+	for _, x := range bs {
+		mustGet(t, c, b, x.id, noFetch(t), x.plain)
+	}
+}
