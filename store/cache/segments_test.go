@@ -471,3 +471,35 @@ func TestSegmentNameTaken(t *testing.T) {
 		mustGet(t, c, b, x.id, noFetch(t), x.plain)
 	}
 }
+
+// A segment whose blobs all went while it was current is deleted once
+// the next one replaces it, not kept until eviction.
+func TestEmptiedCurrentSegmentGoes(t *testing.T) {
+	b := newBlobs(t)
+	c := mustOpen(t, t.TempDir(), segOpts)
+	blobs := makeBlobs(t, b, "x", 400, 300)
+	// Fill the current segment until the next record would not fit.
+	var in []testBlob
+	for _, x := range blobs {
+		if c.cur != nil && c.cur.size+int64(recHeader+len(x.sealed)) > c.segTargetLocked() {
+			break
+		}
+		putAll(t, c, []testBlob{x})
+		in = append(in, x)
+	}
+	old := c.cur
+	for _, x := range in {
+		c.dropDisk(x.id, false) // as copies that failed to open
+	}
+	if _, err := os.Stat(old.path); err != nil {
+		t.Fatalf("the current segment went while current: %v", err)
+	}
+	putAll(t, c, blobs[len(in):len(in)+1]) // starts the next segment
+	if c.cur == old {
+		t.Fatal("no new segment")
+	}
+	if _, err := os.Stat(old.path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("emptied segment kept: %v", err)
+	}
+	checkAccounting(t, c)
+}
