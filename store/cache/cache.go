@@ -340,7 +340,6 @@ func (c *Cache) run(ctx context.Context, f *flight, id crypto.ID, fetch func(con
 // load gets a blob from disk or, failing that, from fetch.
 func (c *Cache) load(ctx context.Context, id crypto.ID, fetch func(context.Context) ([]byte, error), open func([]byte) ([]byte, error)) ([]byte, error) {
 	if bp, ok := c.readDisk(id); ok {
-		c.keepPinned(id, *bp)
 		plain, err := open(*bp)
 		if !overlaps(plain, *bp) {
 			c.putBuf(bp)
@@ -442,13 +441,7 @@ func (c *Cache) PinnedOnDisk(id crypto.ID) bool {
 func (c *Cache) HasSealed(id crypto.ID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if _, ok := c.pinnedDisk[id]; ok {
-		return true
-	}
-	if _, ok := c.segIndex[id]; ok {
-		return true
-	}
-	return c.disk.Contains(id)
+	return c.onDiskLocked(id)
 }
 
 // Pin marks blobs as never to be evicted from disk, durably, whether or not

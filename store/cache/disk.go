@@ -162,6 +162,7 @@ func (c *Cache) readDisk(id crypto.ID) (*[]byte, bool) {
 		}
 		loc.seg.refs++
 		touch := c.usedLocked(loc.seg, used)
+		_, pinned := c.pins[id]
 		c.mu.Unlock()
 		bp, err := c.readSegment(loc)
 		if err != nil {
@@ -169,6 +170,13 @@ func (c *Cache) readDisk(id crypto.ID) (*[]byte, bool) {
 		}
 		if touch {
 			_ = os.Chtimes(loc.seg.path, used, used)
+		}
+		if pinned {
+			// Segments are evicted whole, pinned blobs never: the hit
+			// gives it a durable file (before open, which may decrypt in
+			// place). Pin leaves this to the Gets that follow it, which
+			// show progress; a failed write leaves the blob where it is.
+			_ = c.writeBlob(id, *bp, true)
 		}
 		return bp, true
 	}

@@ -571,19 +571,3 @@ func (c *Cache) closeSegmentsLocked() {
 	c.segs, c.cur = nil, nil
 	clear(c.segIndex)
 }
-
-// keepPinned gives a pinned blob that a disk hit found in a segment a
-// durable file of its own (before open, which may decrypt in place):
-// segments are evicted whole, pinned blobs never. Pin leaves the copying to
-// the Gets that follow it, which show progress; until then the blob may be
-// evicted with its segment and is fetched again. A failed write leaves it
-// where it is (counted in Stats.DiskWriteErrors).
-func (c *Cache) keepPinned(id crypto.ID, sealed []byte) {
-	c.mu.Lock()
-	_, pinned := c.pins[id]
-	_, inSeg := c.segIndex[id]
-	c.mu.Unlock()
-	if pinned && inSeg {
-		_ = c.writeBlob(id, sealed, true)
-	}
-}

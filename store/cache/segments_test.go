@@ -71,6 +71,14 @@ func makeBlobs(t *testing.T, b *blobs, prefix string, count, size int) []testBlo
 	return out
 }
 
+// getAll gets every blob from the cache alone (no fetch) and checks it.
+func getAll(t *testing.T, c *Cache, b *blobs, bs []testBlob) {
+	t.Helper()
+	for _, x := range bs {
+		mustGet(t, c, b, x.id, noFetch(t), x.plain)
+	}
+}
+
 func putAll(t *testing.T, c *Cache, bs []testBlob) {
 	t.Helper()
 	for _, x := range bs {
@@ -94,9 +102,7 @@ func TestSegmentsHoldSmallBlobs(t *testing.T) {
 	if s.Segments != 3 || s.DiskItems != 401 || len(c.segIndex) != 400 {
 		t.Fatalf("want 400 blobs in 3 segments and 1 blob file, got %+v", s)
 	}
-	for _, x := range small {
-		mustGet(t, c, b, x.id, noFetch(t), x.plain)
-	}
+	getAll(t, c, b, small)
 	mustGet(t, c, b, bigID, noFetch(t), bigPlain)
 	if s := c.Stats(); s.DiskHits != 401 || s.Fetches != 0 {
 		t.Errorf("want 401 disk hits, got %+v", s)
@@ -124,9 +130,7 @@ func TestSegmentsHoldSmallBlobs(t *testing.T) {
 			t.Errorf("leftover %s kept: %v", filepath.Base(p), err)
 		}
 	}
-	for _, x := range small {
-		mustGet(t, c, b, x.id, noFetch(t), x.plain)
-	}
+	getAll(t, c, b, small)
 	checkAccounting(t, c)
 }
 
@@ -164,18 +168,14 @@ func TestSegmentCrashRecovery(t *testing.T) {
 	if err != nil || after.Size() != before.Size()-200 {
 		t.Fatalf("torn tail not cut: %d bytes before, after: %v, %v", before.Size(), after, err)
 	}
-	for _, x := range bs {
-		mustGet(t, c2, b, x.id, noFetch(t), x.plain)
-	}
+	getAll(t, c2, b, bs)
 	if s := checkAccounting(t, c2); s.DiskItems != 50 {
 		t.Errorf("want 50 blobs, got %+v", s)
 	}
 	// Appends after the cut read back too.
 	more := makeBlobs(t, b, "more", 10, 300)
 	putAll(t, c2, more)
-	for _, x := range more {
-		mustGet(t, c2, b, x.id, noFetch(t), x.plain)
-	}
+	getAll(t, c2, b, more)
 }
 
 // LRU a segment at a time: a segment read from now and then stays, the
@@ -467,9 +467,7 @@ func TestSegmentNameTaken(t *testing.T) {
 	}
 	bs := makeBlobs(t, b, "x", 3, 300)
 	putAll(t, c, bs)
-	for _, x := range bs {
-		mustGet(t, c, b, x.id, noFetch(t), x.plain)
-	}
+	getAll(t, c, b, bs)
 }
 
 // A segment whose blobs all went while it was current is deleted once

@@ -182,6 +182,22 @@ func checkPack(t *testing.T, c *Codec, name string, data []byte, want map[crypto
 	}
 }
 
+// fillWriter adds random blobs of base+10i bytes until the pack is full
+// and returns them by ID.
+func fillWriter(t *testing.T, w *Writer, base, round int) map[crypto.ID][]byte {
+	t.Helper()
+	want := map[crypto.ID][]byte{}
+	for i := 0; !w.Full(); i++ {
+		plain := randomBytes(base+i*10, uint64(round*1000+i))
+		id := idOf(plain)
+		if err := w.Add(crypto.BlobData, id, plain); err != nil {
+			t.Fatal(err)
+		}
+		want[id] = plain
+	}
+	return want
+}
+
 // TestWriterGrowthAndRecycle fills a small writer past several doublings,
 // and lays later packs out in a recycled pack's bytes: every pack reads
 // back whole, and a recycled buffer is reused only once handed back.
@@ -191,15 +207,7 @@ func TestWriterGrowthAndRecycle(t *testing.T) {
 		var prev []byte
 		spare := make([]byte, 0, 8<<20)
 		for round := range 3 {
-			want := map[crypto.ID][]byte{}
-			for i := 0; !w.Full(); i++ {
-				plain := randomBytes(100<<10+i*10, uint64(round*1000+i))
-				id := idOf(plain)
-				if err := w.Add(crypto.BlobData, id, plain); err != nil {
-					t.Fatal(err)
-				}
-				want[id] = plain
-			}
+			want := fillWriter(t, w, 100<<10, round)
 			name, data, _, err := w.Finish()
 			if err != nil {
 				t.Fatal(err)
@@ -226,15 +234,7 @@ func TestWriterKeepsSeveralSpares(t *testing.T) {
 	w := NewWriter(c, 1<<20)
 	finish := func(round int) []byte {
 		t.Helper()
-		want := map[crypto.ID][]byte{}
-		for i := 0; !w.Full(); i++ {
-			plain := randomBytes(100<<10+i*10+round, uint64(round*1000+i))
-			id := idOf(plain)
-			if err := w.Add(crypto.BlobData, id, plain); err != nil {
-				t.Fatal(err)
-			}
-			want[id] = plain
-		}
+		want := fillWriter(t, w, 100<<10+round, round)
 		name, data, _, err := w.Finish()
 		if err != nil {
 			t.Fatal(err)
@@ -269,18 +269,7 @@ func TestWriterKeepsSeveralSpares(t *testing.T) {
 func TestFinishPieces(t *testing.T) {
 	c := testCodec(t, 1)
 	for _, w := range []*Writer{NewWriter(c, 1<<20), NewSmallWriter(c, 1<<20)} {
-		fill := func(round int) map[crypto.ID][]byte {
-			want := map[crypto.ID][]byte{}
-			for i := 0; !w.Full(); i++ {
-				plain := randomBytes(50<<10+i*10, uint64(round*1000+i))
-				id := idOf(plain)
-				if err := w.Add(crypto.BlobData, id, plain); err != nil {
-					t.Fatal(err)
-				}
-				want[id] = plain
-			}
-			return want
-		}
+		fill := func(round int) map[crypto.ID][]byte { return fillWriter(t, w, 50<<10, round) }
 		want := fill(0)
 		f, err := w.FinishPieces()
 		if err != nil {

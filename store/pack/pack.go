@@ -261,46 +261,20 @@ func uvarintLen(x uint64) int {
 // order, then resets the writer for the next pack. The returned data is not
 // reused by the writer unless handed back with Recycle.
 func (w *Writer) Finish() (name string, data []byte, entries []Entry, err error) {
-	if len(w.entries) == 0 {
-		return "", nil, nil, fmt.Errorf("finish pack: %w", ErrEmptyPack)
-	}
-	name, err = NewName()
-	if err != nil {
-		return "", nil, nil, fmt.Errorf("finish pack: %w", err)
-	}
-	data, entries, err = w.finish(name)
+	f, err := w.lay()
 	if err != nil {
 		return "", nil, nil, err
 	}
-	return name, data, entries, nil
-}
-
-// finish lays the pack out under a given name.
-func (w *Writer) finish(name string) (data []byte, entries []Entry, err error) {
-	order, err := w.shuffled()
-	if err != nil {
-		return nil, nil, err
-	}
-	size := int(w.Size())
-	data, ok := w.takeSpare(size)
+	data, ok := w.takeSpare(int(f.Size))
 	if !ok {
-		data = bigbuf.Make(0, w.room(size))
+		data = bigbuf.Make(0, w.room(int(f.Size)))
 	}
-	entries = make([]Entry, 0, len(w.entries))
-	for _, i := range order {
-		e := w.entries[i]
-		blob := w.buf[e.Offset : e.Offset+e.Length]
-		e.Offset = uint32(len(data))
-		data = append(data, blob...)
-		entries = append(entries, e)
-	}
-	data, err = w.appendHeader(data, name, entries)
-	if err != nil {
-		return nil, nil, err
+	for _, p := range f.Pieces {
+		data = append(data, p...)
 	}
 	w.buf = w.buf[:0]
 	w.reset()
-	return data, entries, nil
+	return f.Name, data, f.Entries, nil
 }
 
 // Finished is a pack laid out as pieces, without copying its blobs: views
@@ -319,6 +293,20 @@ type Finished struct {
 // (a memmove of each uploaded byte, and the page faults of fresh buffers).
 // The writer starts its next pack in a recycled buffer, or a new one.
 func (w *Writer) FinishPieces() (*Finished, error) {
+	f, err := w.lay()
+	if err != nil {
+		return nil, err
+	}
+	w.buf = nil // the next Add takes a recycled buffer (reserve)
+	w.reset()
+	return f, nil
+}
+
+// lay lays the pack out as pieces under a new name: its blobs in a random
+// order (views of w.buf), then the sealed header and trailer. The random
+// order hides which blobs were written together (the chunks of one file,
+// in file order) from anyone who sees offsets in requests.
+func (w *Writer) lay() (*Finished, error) {
 	if len(w.entries) == 0 {
 		return nil, fmt.Errorf("finish pack: %w", ErrEmptyPack)
 	}
@@ -326,10 +314,11 @@ func (w *Writer) FinishPieces() (*Finished, error) {
 	if err != nil {
 		return nil, fmt.Errorf("finish pack: %w", err)
 	}
-	order, err := w.shuffled()
-	if err != nil {
-		return nil, err
+	var seed [32]byte
+	if _, err := rand.Read(seed[:]); err != nil {
+		return nil, fmt.Errorf("finish pack: seed shuffle: %w", err)
 	}
+	order := mrand.New(mrand.NewChaCha8(seed)).Perm(len(w.entries))
 	f := &Finished{Name: name, Entries: make([]Entry, 0, len(w.entries)), Pieces: make([][]byte, 0, len(w.entries)+1), buf: w.buf}
 	var off int64
 	for _, i := range order {
@@ -345,8 +334,6 @@ func (w *Writer) FinishPieces() (*Finished, error) {
 	}
 	f.Pieces = append(f.Pieces, tail)
 	f.Size = off + int64(len(tail))
-	w.buf = nil // the next Add takes a recycled buffer (reserve)
-	w.reset()
 	return f, nil
 }
 
@@ -366,17 +353,6 @@ func (w *Writer) RecycleFinished(f *Finished) {
 		w.Recycle(f.buf)
 		f.buf, f.Pieces = nil, nil
 	}
-}
-
-// shuffled returns a random order of the pack's blobs: it hides which
-// blobs were written together (the chunks of one file, in file order) from
-// anyone who sees offsets in requests.
-func (w *Writer) shuffled() ([]int, error) {
-	var seed [32]byte
-	if _, err := rand.Read(seed[:]); err != nil {
-		return nil, fmt.Errorf("finish pack: seed shuffle: %w", err)
-	}
-	return mrand.New(mrand.NewChaCha8(seed)).Perm(len(w.entries)), nil
 }
 
 // room is the capacity of a new pack buffer: room for any pack of this
