@@ -132,6 +132,16 @@ const (
 	fullCols = attrCols + `, xattrs, chunks, inline`
 )
 
+// The nodes with pending content. "flags != 0" is what lets SQLite use the
+// partial index nodes_dirty: with the bit test alone it scanned every row,
+// small files' content included, each time the committer looked for work
+// (every 200 ms while files are written), and that made extracting the Go
+// tree read 190,000 pages instead of 87,000.
+const (
+	pendingQuery      = `SELECT ` + attrCols + ` FROM nodes WHERE flags != 0 AND flags & ? != 0`
+	pendingCountQuery = `SELECT count(*) FROM nodes WHERE flags != 0 AND flags & ? != 0`
+)
+
 // DB is an open node database.
 type DB struct {
 	w, r   *sql.DB
@@ -428,7 +438,7 @@ func (db *DB) Stats(ctx context.Context) (nodes, dirty int64, err error) {
 	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM nodes`).Scan(&nodes); err != nil {
 		return 0, 0, fmt.Errorf("count nodes: %w", err)
 	}
-	if err := q.QueryRowContext(ctx, `SELECT count(*) FROM nodes WHERE flags & ? != 0`, FlagContent).Scan(&dirty); err != nil {
+	if err := q.QueryRowContext(ctx, pendingCountQuery, FlagContent).Scan(&dirty); err != nil {
 		return 0, 0, fmt.Errorf("count dirty nodes: %w", err)
 	}
 	return nodes, dirty, nil
@@ -633,7 +643,7 @@ func (tx *Tx) Orphans() ([]Node, error) {
 func (tx *Tx) Pending() ([]Node, error) { return pending(tx.ctx, tx.q) }
 
 func pending(ctx context.Context, q querier) ([]Node, error) {
-	rows, err := q.QueryContext(ctx, `SELECT `+attrCols+` FROM nodes WHERE flags & ? != 0`, FlagContent)
+	rows, err := q.QueryContext(ctx, pendingQuery, FlagContent)
 	if err != nil {
 		return nil, fmt.Errorf("list pending: %w", err)
 	}

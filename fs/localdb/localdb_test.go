@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -155,4 +156,66 @@ func openTestDB(t testing.TB) *DB {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db
+}
+
+// TestPendingUsesDirtyIndex checks that the committer's queries for
+// pending content read the partial index of dirty nodes, not every row:
+// they run every 200 ms while files are written.
+func TestPendingUsesDirtyIndex(t *testing.T) {
+	db := openTestDB(t)
+	for name, query := range map[string]string{"pending": pendingQuery, "pending count": pendingCountQuery} {
+		rows, err := db.r.Query(`EXPLAIN QUERY PLAN `+query, FlagContent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			t.Fatal(err)
+		}
+		joined := strings.Join(plan, "; ")
+		if !strings.Contains(joined, "INDEX nodes_dirty") {
+			t.Errorf("%s query plan: %s; want a search of nodes_dirty", name, joined)
+		}
+	}
+}
+
+// BenchmarkPending lists the pending nodes among many clean ones, as the
+// committer does while a large tree is written.
+func BenchmarkPending(b *testing.B) {
+	db := openTestDB(b)
+	ctx := context.Background()
+	content := bytes.Repeat([]byte("x"), 2000) // small files' inline content
+	err := db.Update(ctx, func(tx *Tx) error {
+		for i := range 20000 {
+			n := &Node{Parent: RootIno, Name: fmt.Sprintf("f%05d", i), Kind: KindFile, Mode: 0o644, Size: int64(len(content)), Inline: content}
+			if i%1000 == 0 {
+				n.Flags = FlagChanged | FlagContent
+			}
+			if _, err := tx.Insert(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		pending, err := db.Pending(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(pending) != 20 {
+			b.Fatalf("%d pending, want 20", len(pending))
+		}
+	}
 }
