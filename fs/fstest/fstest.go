@@ -62,6 +62,7 @@ func Run(t *testing.T, mount Mounter) {
 		{"LargeDirectory", s.LargeDirectory},
 		{"PlaceholderReadAndHydrate", s.PlaceholderReadAndHydrate},
 		{"RandomOps", s.RandomOps},
+		{"WritersAndCachedReaders", s.WritersAndCachedReaders},
 		{"StatfsAndOrder", s.StatfsAndOrder},
 	} {
 		t.Run(tc.name, tc.fn)
@@ -69,6 +70,13 @@ func Run(t *testing.T, mount Mounter) {
 }
 
 type suite struct{ mount Mounter }
+
+// MountDir mounts a new, empty drive with mount for a front end's own
+// tests and returns the mount point; it is unmounted at t's cleanup.
+func MountDir(t *testing.T, mount Mounter) string {
+	t.Helper()
+	return suite{mount: mount}.mountEnv(t).dir
+}
 
 // RequireFUSE skips a test without a usable /dev/fuse, except in CI
 // (CI=true), where the suite must exercise real mounts and fails.
@@ -437,6 +445,83 @@ func (s suite) RandomOps(t *testing.T) {
 	must(t, err)
 	if !bytes.Equal(got, exp) {
 		t.Fatal("final content differs")
+	}
+}
+
+// WritersAndCachedReaders checks that what one handle writes is what
+// another, opened earlier and holding the content in the page cache, reads
+// next, however the writer opened the file (go-fuse writes around the page
+// cache for handles that write afresh), and that such a file can still be
+// mapped and written through the mapping.
+func (s suite) WritersAndCachedReaders(t *testing.T) {
+	e := s.mountEnv(t)
+	p := e.path("shared")
+	pattern := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7) + seed
+		}
+		return b
+	}
+	want := pattern(1<<20, 1)
+	must(t, os.WriteFile(p, want, 0o644))
+	r, err := os.Open(p)
+	must(t, err)
+	defer r.Close()
+	check := func(step string) {
+		t.Helper()
+		got := make([]byte, len(want)+4096)
+		n, err := r.ReadAt(got, 0)
+		if err != nil && err != io.EOF {
+			t.Fatalf("%s: read: %v", step, err)
+		}
+		if !bytes.Equal(got[:n], want) {
+			t.Fatalf("%s: the earlier reader sees %d bytes that differ from the %d written", step, n, len(want))
+		}
+	}
+	check("first write")
+
+	// Write-only, in place.
+	w, err := os.OpenFile(p, os.O_WRONLY, 0)
+	must(t, err)
+	patch := pattern(64<<10, 2)
+	_, err = w.WriteAt(patch, 4096)
+	must(t, errors.Join(err, w.Close()))
+	copy(want[4096:], patch)
+	check("write-only handle")
+
+	// Read-write and truncated, as os.Create does, to a shorter file.
+	want = pattern(300<<10, 3)
+	must(t, os.WriteFile(p, nil, 0o644)) // truncate through a write-only handle
+	f, err := os.Create(p)
+	must(t, err)
+	_, err = f.Write(want)
+	must(t, err)
+	back := make([]byte, len(want))
+	_, err = f.ReadAt(back, 0)
+	must(t, err)
+	if !bytes.Equal(back, want) {
+		t.Fatal("a truncating read-write handle reads back other bytes than it wrote")
+	}
+	must(t, f.Close())
+	check("truncating read-write handle")
+
+	// A file created to be written afresh can still be mapped and
+	// written through the mapping.
+	mp := e.path("mapped")
+	f, err = os.Create(mp)
+	must(t, err)
+	must(t, f.Truncate(8192))
+	mem, err := syscall.Mmap(int(f.Fd()), 0, 8192, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap of a file created read-write: %v", err)
+	}
+	copy(mem[100:], "mapped bytes")
+	must(t, errors.Join(syscall.Munmap(mem), f.Close()))
+	want = make([]byte, 8192)
+	copy(want[100:], "mapped bytes")
+	if got := readFile(t, mp); got != string(want) {
+		t.Fatal("a new reader sees other bytes than were written through the mapping")
 	}
 }
 

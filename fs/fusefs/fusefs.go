@@ -12,6 +12,7 @@ import (
 	"log"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -51,12 +52,16 @@ const maxReadAhead = 8 << 20
 type Mount struct {
 	srv *fuse.Server
 	dir string
+	m   *mount
 }
 
 type mount struct {
 	fsys     *node.FS
 	uid, gid uint32
 	opts     Options
+	// directWrites: handles that write a file afresh bypass the page
+	// cache (openFlags). Set once the kernel has agreed to what that needs.
+	directWrites atomic.Bool
 }
 
 // New mounts fsys at dir and returns once the mount is ready.
@@ -94,8 +99,11 @@ func New(dir string, fsys *node.FS, opts Options) (*Mount, error) {
 	if err != nil {
 		return nil, err
 	}
+	if k := srv.KernelSettings(); directIOAllowMmap != 0 && k != nil && k.Flags64()&directIOAllowMmap != 0 {
+		m.directWrites.Store(true)
+	}
 	raiseReadAhead(dir)
-	return &Mount{srv: srv, dir: dir}, nil
+	return &Mount{srv: srv, dir: dir, m: m}, nil
 }
 
 // raiseReadAhead widens the mount's kernel read-ahead window, which the

@@ -83,9 +83,26 @@ func (n *inode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, 
 	if err != nil {
 		return nil, 0, n.m.errno(err)
 	}
-	// The page cache stays valid across opens: local writes go through
-	// it, remote changes are invalidated explicitly.
-	return &file{h: h, m: n.m}, fuse.FOPEN_KEEP_CACHE, 0
+	return &file{h: h, m: n.m}, n.m.openFlags(flags), 0
+}
+
+// openFlags are a new handle's FOPEN flags. The page cache stays valid
+// across opens (KEEP_CACHE): local writes go through it or drop what they
+// replace, remote changes are invalidated explicitly. A handle that writes
+// a file afresh (write-only, or read-write and truncated) writes around
+// the page cache (DIRECT_IO): its data is in the staging file already, and
+// a second copy in the mount's page cache cost each written GiB a GiB of
+// memory and, on this project's VM, where every new page-cache page costs
+// a host fault, about 0.4 s of the daemon's CPU (docs/drive.md). Reads of
+// such a handle go to the daemon too, so a database or a file edited in
+// place (opened read-write, not truncated) keeps the page cache.
+func (m *mount) openFlags(flags uint32) uint32 {
+	out := uint32(fuse.FOPEN_KEEP_CACHE)
+	acc := flags & syscall.O_ACCMODE
+	if m.directWrites.Load() && (acc == syscall.O_WRONLY || acc == syscall.O_RDWR && flags&syscall.O_TRUNC != 0) {
+		out |= fuse.FOPEN_DIRECT_IO
+	}
+	return out
 }
 
 func (n *inode) Create(ctx context.Context, name string, flags uint32, mode uint32, out *fuse.EntryOut) (*fs.Inode, fs.FileHandle, uint32, syscall.Errno) {
@@ -94,7 +111,7 @@ func (n *inode) Create(ctx context.Context, name string, flags uint32, mode uint
 		return nil, nil, 0, n.m.errno(err)
 	}
 	n.m.entry(a, out)
-	return n.child(ctx, a), &file{h: h, m: n.m}, fuse.FOPEN_KEEP_CACHE, 0
+	return n.child(ctx, a), &file{h: h, m: n.m}, n.m.openFlags(flags), 0
 }
 
 func (n *inode) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fs.Inode, syscall.Errno) {
