@@ -4,6 +4,7 @@ package fusefs
 
 import (
 	"bytes"
+	"errors"
 	"log"
 	"os"
 	"path/filepath"
@@ -48,32 +49,10 @@ func TestFreshWritesSkipPageCache(t *testing.T) {
 	}
 	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
 	fresh, created, inPlace := filepath.Join(dir, "fresh"), filepath.Join(dir, "created"), filepath.Join(dir, "in-place")
-	if err := os.WriteFile(fresh, data, 0o644); err != nil { // write-only
-		t.Fatal(err)
-	}
-	c, err := os.Create(created) // read-write, truncated
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(inPlace, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.OpenFile(inPlace, os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeWith(t, fresh, os.O_WRONLY|os.O_CREATE, data)
+	writeWith(t, created, os.O_RDWR|os.O_CREATE|os.O_TRUNC, data) // as os.Create
+	writeWith(t, inPlace, os.O_WRONLY|os.O_CREATE, nil)
+	writeWith(t, inPlace, os.O_RDWR, data)
 	for _, p := range []string{fresh, created} {
 		if n := residentPages(t, p, len(data)); n != 0 {
 			t.Errorf("%d pages of %s, written afresh, are in the page cache, want none", n, filepath.Base(p))
@@ -81,6 +60,19 @@ func TestFreshWritesSkipPageCache(t *testing.T) {
 	}
 	if n := residentPages(t, inPlace, len(data)); n == 0 {
 		t.Error("no page of a file written in place is in the page cache")
+	}
+}
+
+// writeWith writes data to path through a handle opened with flag.
+func writeWith(t *testing.T, path string, flag int, data []byte) {
+	t.Helper()
+	f, err := os.OpenFile(path, flag, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write(data)
+	if err := errors.Join(err, f.Close()); err != nil {
+		t.Fatal(err)
 	}
 }
 
