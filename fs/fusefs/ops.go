@@ -89,13 +89,15 @@ func (n *inode) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, 
 // openFlags are a new handle's FOPEN flags. The page cache stays valid
 // across opens (KEEP_CACHE): local writes go through it or drop what they
 // replace, remote changes are invalidated explicitly. A handle that writes
-// a file afresh (write-only, or read-write and truncated) writes around
-// the page cache (DIRECT_IO): its data is in the staging file already, and
-// a second copy in the mount's page cache cost each written GiB a GiB of
-// memory and, on this project's VM, where every new page-cache page costs
-// a host fault, about 0.4 s of the daemon's CPU (docs/drive.md). Reads of
-// such a handle go to the daemon too, so a database or a file edited in
-// place (opened read-write, not truncated) keeps the page cache.
+// a file afresh (write-only, or read-write and truncated: the kernel
+// passes O_TRUNC with a creation, and truncates an existing file with a
+// setattr before opening it) writes around the page cache (DIRECT_IO): its
+// data is in the staging file already, and a second copy in the mount's
+// page cache cost each written GiB a GiB of memory and, on this project's
+// VM, where every new page-cache page costs a host fault, about 0.5 s of
+// the daemon's CPU (docs/drive.md). Reads of such a handle go to the
+// daemon too, so a database or a file edited in place (opened read-write,
+// not truncated) keeps the page cache.
 func (m *mount) openFlags(flags uint32) uint32 {
 	out := uint32(fuse.FOPEN_KEEP_CACHE)
 	acc := flags & syscall.O_ACCMODE
