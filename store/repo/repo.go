@@ -32,8 +32,12 @@ var (
 const DefaultPackSize = 16 << 20
 
 // maxInflightUploads bounds packs being uploaded at once, and so the memory
-// that finished but unacknowledged packs hold.
-const maxInflightUploads = 2
+// that finished but unacknowledged packs hold. Three rather than two: an
+// upload's reply waits for the server to make the pack durable (~40 ms per
+// 16 MiB pack on this project's VM), which a third upload overlaps
+// (1 GiB + sync --wait, 10 pairs: 7 faster, mean ~6 %); four measured no
+// better than two, with more memory touched.
+const maxInflightUploads = 3
 
 // Cache is the chunk cache as the repository uses it (store/cache
 // implements it): Get returns a blob's plaintext, calling fetch for the

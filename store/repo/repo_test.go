@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/anysync/anysync/crypto"
 	"github.com/anysync/anysync/store/chunker"
@@ -392,5 +394,67 @@ func TestVerifyBlob(t *testing.T) {
 		if err := fx.open(t, &smallChunks).VerifyBlob(context.Background(), crypto.BlobData, refs[0].ID); !errors.Is(err, crypto.ErrAuth) {
 			t.Fatalf("VerifyBlob of a swapped chunk: %v", err)
 		}
+	}
+}
+
+// gatedStore holds every Put until the gate opens, counting how many wait
+// at once.
+type gatedStore struct {
+	objstore.ObjectStore
+	gate    chan struct{}
+	entered chan struct{}
+	mu      sync.Mutex
+	active  int
+	peak    int
+}
+
+func (g *gatedStore) Put(ctx context.Context, name string, r io.Reader, size int64) error {
+	g.mu.Lock()
+	g.active++
+	g.peak = max(g.peak, g.active)
+	g.mu.Unlock()
+	g.entered <- struct{}{}
+	<-g.gate
+	g.mu.Lock()
+	g.active--
+	g.mu.Unlock()
+	return g.ObjectStore.Put(ctx, name, r, size)
+}
+
+// TestUploadsOverlapUpToTheBound checks that maxInflightUploads packs upload
+// in parallel, so that one waiting for the server to make it durable does
+// not stall the next, and that no more ran at once while the first ones
+// were held (the writer may not have reached the limit by then, so an
+// excess can go unnoticed; a shortfall cannot).
+func TestUploadsOverlapUpToTheBound(t *testing.T) {
+	g := &gatedStore{ObjectStore: objstore.NewMem(), gate: make(chan struct{}), entered: make(chan struct{}, 64)}
+	r, err := Open(Config{Keys: testKeys(5), Objects: g, Index: NewMemIndex(), Chunker: &smallChunks, PackSize: 256 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := randomData(4<<20, 9) // about 16 packs
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := r.WriteFile(context.Background(), bytes.NewReader(data))
+		if err == nil {
+			err = r.Flush(context.Background())
+		}
+		done <- err
+	}()
+	for range maxInflightUploads {
+		select {
+		case <-g.entered:
+		case err := <-done:
+			t.Fatalf("the write ended (%v) before %d uploads ran at once", err, maxInflightUploads)
+		case <-time.After(time.Minute): // a hang guard, not a timing assertion
+			t.Fatalf("fewer than %d uploads ran at once", maxInflightUploads)
+		}
+	}
+	close(g.gate)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if g.peak != maxInflightUploads {
+		t.Fatalf("at most %d uploads ran at once, want %d", g.peak, maxInflightUploads)
 	}
 }
