@@ -3,12 +3,16 @@ package rclonestore
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 	"unsafe"
 
+	"github.com/anysync/anysync/store/objstore"
 	"github.com/anysync/anysync/store/objstore/objstoretest"
 	"golang.org/x/sys/unix"
 )
@@ -71,5 +75,91 @@ func TestPutDropsPageCache(t *testing.T) {
 		if got, err := objstoretest.ReadRange(s, name, 0, -1); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%s: read back %d bytes, %v", name, len(got), err)
 		}
+	}
+}
+
+// directIOSupported reports whether dir's file system takes O_DIRECT.
+func directIOSupported(t *testing.T, dir string) bool {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, "probe"), os.O_WRONLY|os.O_CREATE|unix.O_DIRECT, 0o600)
+	if err != nil {
+		return false
+	}
+	f.Close()
+	return os.Remove(filepath.Join(dir, "probe")) == nil
+}
+
+// writeDirect stores exactly what it reads, whole blocks, a last partial
+// block and nothing at all alike, and fails on a stream of the wrong length
+// without leaving a file behind.
+func TestWriteDirect(t *testing.T) {
+	dir := t.TempDir()
+	if !directIOSupported(t, dir) {
+		t.Skip("the temporary folder's file system refuses O_DIRECT")
+	}
+	ctx := context.Background()
+	for _, size := range []int{0, 1, directAlign, directAlign + 1, directBuf, 2*directBuf + 12345} {
+		data := objstoretest.Data(uint64(size), size)
+		path := filepath.Join(dir, fmt.Sprintf("ok-%d", size))
+		src := objstoretest.NewChunkReader(data, []int{1 << 20, 100}, nil)
+		if err := writeDirect(path, objstore.NewExactReader(ctx, src, int64(size)), int64(size)); err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: read back %d bytes, %v", size, len(got), err)
+		}
+	}
+	data := objstoretest.Data(7, directBuf+100)
+	for name, tc := range map[string]struct {
+		src  []byte
+		size int64
+	}{
+		"short": {data[:len(data)-1], int64(len(data))},
+		"long":  {data, int64(len(data) - 1)},
+		"empty": {data[:1], 0},
+	} {
+		path := filepath.Join(dir, name)
+		src := objstoretest.NewChunkReader(tc.src, []int{1 << 20}, nil)
+		err := writeDirect(path, objstore.NewExactReader(ctx, src, tc.size), tc.size)
+		if !errors.Is(err, objstore.ErrSizeMismatch) {
+			t.Errorf("%s: %v, want a size mismatch", name, err)
+		}
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s: the file is left behind (%v)", name, err)
+		}
+	}
+	if err := writeDirect(filepath.Join(dir, "ok-1"), bytes.NewReader(nil), 0); err == nil {
+		t.Error("writeDirect replaced an existing file")
+	}
+}
+
+// A Put to a local folder whose file system takes O_DIRECT writes around
+// the page cache, into a file only the server's user can read.
+func TestLocalPutWritesDirect(t *testing.T) {
+	dir := t.TempDir()
+	if !directIOSupported(t, dir) {
+		t.Skip("the temporary folder's file system refuses O_DIRECT")
+	}
+	s, err := New(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := objstoretest.Data(3, 3<<20+5)
+	if err := s.Put(context.Background(), "pack", objstoretest.NewChunkReader(data, []int{1 << 20}, nil), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.directPuts.Load(); n != 1 {
+		t.Fatalf("%d direct puts, want 1", n)
+	}
+	st, err := os.Stat(filepath.Join(dir, filepath.FromSlash(shardPath("pack"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Errorf("stored with mode %v, want 0600", st.Mode().Perm())
+	}
+	if got, err := objstoretest.ReadRange(s, "pack", 0, -1); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back %d bytes, %v", len(got), err)
 	}
 }

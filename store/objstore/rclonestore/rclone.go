@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -52,6 +53,9 @@ type Store struct {
 	// are fsynced here because rclone's local backend never syncs; empty
 	// for other backends.
 	localRoot string
+	// directPuts counts uploads written with direct I/O (putLocal), for
+	// tests.
+	directPuts atomic.Int64
 }
 
 var _ objstore.ObjectStore = (*Store)(nil)
@@ -169,6 +173,12 @@ func (r *Store) Put(ctx context.Context, name string, in io.Reader, size int64) 
 			return fmt.Errorf("put %s: %w", name, err)
 		}
 	}
+	if r.localRoot != "" && r.move != nil {
+		err := r.putLocal(ctx, name, target, dst, er, size)
+		if !errors.Is(err, errNoDirect) {
+			return err
+		}
+	}
 	var body io.Reader = er
 	if r.localRoot != "" {
 		body = fileWrites{er}
@@ -205,6 +215,41 @@ func (r *Store) Put(ctx context.Context, name string, in io.Reader, size int64) 
 		}
 	}
 	r.handles.Add(name, obj)
+	return nil
+}
+
+// putLocal writes an upload into a local folder itself, with direct I/O
+// (writeDirect), then renames it into place as Put does. It returns
+// errNoDirect, having read nothing, where the file system refuses direct
+// I/O.
+func (r *Store) putLocal(ctx context.Context, name, target, dst string, er *objstore.ExactReader, size int64) error {
+	tmp := filepath.Join(r.localRoot, filepath.FromSlash(target))
+	final := filepath.Join(r.localRoot, filepath.FromSlash(dst))
+	if err := errors.Join(os.MkdirAll(filepath.Dir(tmp), 0o755), os.MkdirAll(filepath.Dir(final), 0o755)); err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	if err := writeDirect(tmp, er, size); err != nil {
+		if errors.Is(err, errNoDirect) {
+			return err
+		}
+		if er.Err() != nil {
+			err = er.Err()
+		}
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("put %s: move into place: %w", name, err)
+	}
+	if err := r.syncLocal(path.Dir(dst), true); err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	obj, err := r.f.NewObject(ctx, dst)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", name, err)
+	}
+	r.handles.Add(name, obj)
+	r.directPuts.Add(1)
 	return nil
 }
 
