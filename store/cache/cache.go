@@ -105,7 +105,7 @@ type Cache struct {
 	wmu      sync.Mutex
 	segs     []*segment // oldest first
 	segIndex map[crypto.ID]segLoc
-	cur      *segment // appended to; nil until the next blob
+	cur      [2]*segment // appended to, per appendKind; nil until the next blob
 	nextSeq  uint64
 	// testAppending, set by tests only, runs while an append writes its
 	// record without holding mu.
@@ -367,7 +367,7 @@ func (c *Cache) load(ctx context.Context, id crypto.ID, fetch func(context.Conte
 	}
 	// Stored before open, which may decrypt in place.
 	// A failed disk write still serves the Get (it shows in Stats).
-	stored, _ := c.storeDisk(id, sealed)
+	stored, _ := c.storeDisk(id, sealed, fetched)
 	plain, err := open(sealed)
 	if err != nil {
 		if stored {
@@ -422,7 +422,7 @@ func (c *Cache) PutSealed(id crypto.ID, sealed []byte) error {
 	if closed {
 		return fmt.Errorf("put blob %s: %w", id.Short(), ErrClosed)
 	}
-	if _, err := c.storeDisk(id, sealed); err != nil {
+	if _, err := c.storeDisk(id, sealed, ownWrite); err != nil {
 		return fmt.Errorf("put blob %s: %w", id.Short(), err)
 	}
 	return nil

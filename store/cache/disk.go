@@ -133,7 +133,7 @@ func (c *Cache) unindexLocked(id crypto.ID) bool {
 	if loc, ok := c.segIndex[id]; ok {
 		delete(c.segIndex, id)
 		loc.seg.live--
-		if loc.seg.live == 0 && loc.seg != c.cur {
+		if loc.seg.live == 0 && !c.isCurrentLocked(loc.seg) {
 			c.dropSegmentLocked(loc.seg)
 		}
 		return true
@@ -264,7 +264,7 @@ func overlaps(a, b []byte) bool {
 // again. The temporary file and rename cost two directory updates per
 // blob, about 40 µs here, for each of the tens of thousands of small files
 // a tree extraction uploads.
-func (c *Cache) storeDisk(id crypto.ID, sealed []byte) (stored bool, err error) {
+func (c *Cache) storeDisk(id crypto.ID, sealed []byte, kind appendKind) (stored bool, err error) {
 	size := int64(len(sealed))
 	c.mu.Lock()
 	_, pinned := c.pins[id]
@@ -275,7 +275,7 @@ func (c *Cache) storeDisk(id crypto.ID, sealed []byte) (stored bool, err error) 
 		return false, nil
 	}
 	if small {
-		return c.appendBlob(id, sealed)
+		return c.appendBlob(id, sealed, kind)
 	}
 	if err := c.writeBlob(id, sealed, pinned); err != nil {
 		c.mu.Lock()

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/anysync/anysync/crypto"
@@ -58,6 +59,11 @@ type segment struct {
 	refs    int  // readers and the appender using f
 	gone    bool // out of the tier (evicted, emptied, or the cache closed)
 	remove  bool // delete the file once refs drops to 0
+	// tail buffers the end of the current segment for direct appends;
+	// nil once sealed, or where the file system refuses O_DIRECT. Set and
+	// cleared with wmu held, cleared under bmu too, which readers take.
+	tail *directTail
+	bmu  sync.Mutex
 }
 
 // segEntry is one record of a segment: the blob's payload offset and length.
@@ -348,13 +354,44 @@ func (c *Cache) sealLocked(s *segment) {
 	if s == nil || s.indexed || s.gone {
 		return
 	}
+	if s.tail != nil {
+		s.bmu.Lock()
+		err := s.tail.finish()
+		s.tail = nil
+		s.bmu.Unlock()
+		if err != nil {
+			// Blobs already counted as cached are not in the file.
+			c.stats.DiskWriteErrors++
+			c.dropSegmentLocked(s)
+			return
+		}
+	}
 	if err := writeIndex(s, s.size, s.entries); err == nil {
 		s.indexed = true
 	}
 }
 
+// appendKind says where a blob comes from, which decides how it is
+// appended (docs/cache.md, "Direct appends").
+type appendKind int
+
+const (
+	// ownWrite: this device's upload (PutSealed). Through the page cache:
+	// while a commit runs, the disk belongs to it, and the kernel writes
+	// these back later.
+	ownWrite appendKind = iota
+	// fetched: a blob a read fetched. With direct I/O where the file
+	// system allows it (directTail): the reader's data is in memory
+	// already, and page-cache pages for a second copy cost more than the
+	// write.
+	fetched
+)
+
+// isCurrentLocked reports whether s is appended to.
+func (c *Cache) isCurrentLocked(s *segment) bool { return s == c.cur[ownWrite] || s == c.cur[fetched] }
+
 // newSegmentLocked starts the next segment file. Called with wmu and c.mu.
-func (c *Cache) newSegmentLocked() (*segment, error) {
+func (c *Cache) newSegmentLocked(kind appendKind) (*segment, error) {
 	seq := c.nextSeq
 	p := c.segPath(seq)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
@@ -367,13 +404,27 @@ func (c *Cache) newSegmentLocked() (*segment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create segment %s: %w", p, err)
 	}
-	if _, err := f.Write([]byte(segMagic)); err != nil {
+	var tail *directTail
+	if kind == fetched {
+		if df, derr := openDirect(p); derr == nil {
+			tail = newDirectTail(df, 0)
+		}
+	}
+	if tail != nil {
+		err = tail.append([]byte(segMagic)) // fits the buffer: no write
+	} else {
+		_, err = f.Write([]byte(segMagic))
+	}
+	if err != nil {
+		if tail != nil {
+			tail.stop()
+		}
 		_ = f.Close()
 		_ = os.Remove(p)
 		return nil, fmt.Errorf("create segment %s: %w", p, err)
 	}
 	c.nextSeq++
-	s := &segment{seq: seq, path: p, f: f, size: int64(len(segMagic)), used: c.stampLocked()}
+	s := &segment{seq: seq, path: p, f: f, size: int64(len(segMagic)), used: c.stampLocked(), tail: tail}
 	c.segs = append(c.segs, s)
 	c.diskBytes += s.size
 	return s, nil
@@ -381,16 +432,16 @@ func (c *Cache) newSegmentLocked() (*segment, error) {
 
 // appendBlob appends a sealed blob to the current segment and indexes it,
 // reporting whether the blob is now on disk.
-func (c *Cache) appendBlob(id crypto.ID, sealed []byte) (bool, error) {
-	stored, pinned, err := c.appendBlobLocked(id, sealed)
+func (c *Cache) appendBlob(id crypto.ID, sealed []byte, kind appendKind) (bool, error) {
+	stored, pinned, err := c.appendBlobLocked(id, sealed, kind)
 	if pinned {
 		// Pinned while we appended: pinned blobs live in files.
-		return c.storeDisk(id, sealed)
+		return c.storeDisk(id, sealed, kind)
 	}
 	return stored, err
 }
 
-func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bool, err error) {
+func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte, kind appendKind) (stored, pinned bool, err error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.mu.Lock()
@@ -402,17 +453,17 @@ func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bo
 		c.mu.Unlock()
 		return true, false, nil // already cached: nothing to write
 	}
-	s := c.cur
+	s := c.cur[kind]
 	if s == nil || s.gone || s.size+int64(recHeader+len(sealed)) > c.segTargetLocked() && s.size > int64(len(segMagic)) {
 		c.sealLocked(s)
 		old := s
 		var err error
-		if s, err = c.newSegmentLocked(); err != nil {
+		if s, err = c.newSegmentLocked(kind); err != nil {
 			c.stats.DiskWriteErrors++
 			c.mu.Unlock()
 			return false, false, err
 		}
-		c.cur = s
+		c.cur[kind] = s
 		if old != nil && old.live == 0 {
 			c.dropSegmentLocked(old) // emptied while it was current
 		}
@@ -425,10 +476,18 @@ func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bo
 	}
 
 	recLen := int64(recHeader + len(sealed))
-	err = writeRecord(s.f, off, id, sealed)
-	if err != nil {
-		// Cut the partial record, so the next append follows valid data.
-		_ = s.f.Truncate(off)
+	if s.tail != nil {
+		h := recordHeader(id, sealed)
+		err = s.tail.append(h[:])
+		if err == nil {
+			err = s.tail.append(sealed)
+		}
+	} else {
+		err = writeRecord(s.f, off, id, sealed)
+		if err != nil {
+			// Cut the partial record, so the next append follows valid data.
+			_ = s.f.Truncate(off)
+		}
 	}
 
 	c.mu.Lock()
@@ -436,6 +495,10 @@ func (c *Cache) appendBlobLocked(id crypto.ID, sealed []byte) (stored, pinned bo
 	defer c.releaseLocked(s)
 	if err != nil {
 		c.stats.DiskWriteErrors++
+		if s.tail != nil {
+			// The buffer that failed held records counted as cached.
+			c.dropSegmentLocked(s)
+		}
 		return false, false, fmt.Errorf("append blob %s to segment: %w", id.Short(), err)
 	}
 	if s.gone {
@@ -499,7 +562,17 @@ func (c *Cache) oldestSegmentLocked() *segment {
 // buffer, and drops the reference the caller took on the segment.
 func (c *Cache) readSegment(loc segLoc) (*[]byte, error) {
 	bp := c.getBuf(int(loc.n))
-	_, err := loc.seg.f.ReadAt(*bp, int64(loc.off))
+	s, off := loc.seg, int64(loc.off)
+	fromFile := len(*bp)
+	var err error
+	s.bmu.Lock()
+	if s.tail != nil {
+		fromFile, err = s.tail.readAt(*bp, off)
+	}
+	s.bmu.Unlock()
+	if err == nil && fromFile > 0 { // below the tail's base: in the file for good
+		_, err = s.f.ReadAt((*bp)[:fromFile], off)
+	}
 	c.mu.Lock()
 	c.releaseLocked(loc.seg)
 	c.mu.Unlock()
@@ -523,6 +596,12 @@ func (c *Cache) closeSegment(s *segment) {
 	if s.f == nil {
 		return
 	}
+	s.bmu.Lock()
+	if s.tail != nil { // evicted while current: its bytes go with it
+		s.tail.stop()
+		s.tail = nil
+	}
+	s.bmu.Unlock()
 	_ = s.f.Close()
 	s.f = nil
 	if s.remove {
@@ -549,8 +628,10 @@ func (c *Cache) dropSegmentLocked(s *segment) (blobs int) {
 	if i := slices.Index(c.segs, s); i >= 0 {
 		c.segs = slices.Delete(c.segs, i, i+1)
 	}
-	if c.cur == s {
-		c.cur = nil
+	for k, cur := range c.cur {
+		if cur == s {
+			c.cur[k] = nil
+		}
 	}
 	if s.refs == 0 {
 		c.closeSegment(s)
@@ -561,13 +642,15 @@ func (c *Cache) dropSegmentLocked(s *segment) (blobs int) {
 // closeSegmentsLocked is Close's part: index the current segment and close
 // every file (the last reader closes a busy one). Called with wmu and c.mu.
 func (c *Cache) closeSegmentsLocked() {
-	c.sealLocked(c.cur)
+	for _, s := range c.cur {
+		c.sealLocked(s)
+	}
 	for _, s := range c.segs {
 		s.gone = true
 		if s.refs == 0 {
 			c.closeSegment(s)
 		}
 	}
-	c.segs, c.cur = nil, nil
+	c.segs, c.cur = nil, [2]*segment{}
 	clear(c.segIndex)
 }

@@ -8,8 +8,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
+	"github.com/anysync/anysync/store/internal/bigbuf"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,10 +22,8 @@ const (
 )
 
 var directBufs = sync.Pool{New: func() any {
-	b := make([]byte, directBuf+directAlign)
-	off := (directAlign - int(uintptr(unsafe.Pointer(&b[0]))&(directAlign-1))) & (directAlign - 1)
-	a := b[off : off+directBuf : off+directBuf]
-	return &a
+	b := bigbuf.Aligned(directBuf, directAlign)
+	return &b
 }}
 
 // errNoDirect reports a folder whose file system refuses O_DIRECT (tmpfs
