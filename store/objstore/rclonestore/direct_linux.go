@@ -1,10 +1,12 @@
 package rclonestore
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"math/bits"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -112,4 +114,76 @@ func writeDirect(path string, in io.Reader, size int64) (err error) {
 		}
 	}
 	return unix.Fdatasync(int(f.Fd()))
+}
+
+// readBufs holds the aligned buffers of direct reads, by power-of-two
+// capacity from 64 KiB (readBufs[0]) up.
+var readBufs [10]sync.Pool
+
+func readBuf(n int) *[]byte {
+	c := max(bits.Len(uint(n-1)), 16) - 16
+	if c >= len(readBufs) {
+		b := bigbuf.Aligned(n, directAlign)
+		return &b
+	}
+	if bp, ok := readBufs[c].Get().(*[]byte); ok {
+		return bp
+	}
+	b := bigbuf.Aligned(1<<(c+16), directAlign)
+	return &b
+}
+
+func releaseReadBuf(bp *[]byte) {
+	if c := bits.Len(uint(cap(*bp)-1)) - 16; c >= 0 && c < len(readBufs) && cap(*bp) == 1<<(c+16) {
+		readBufs[c].Put(bp)
+	}
+}
+
+// directRange is a range read whole with O_DIRECT; Close recycles its
+// buffer.
+type directRange struct {
+	bytes.Reader
+	buf *[]byte
+}
+
+func (d *directRange) Close() error {
+	if d.buf != nil {
+		releaseReadBuf(d.buf)
+		d.buf = nil
+	}
+	return nil
+}
+
+// readDirect reads [off, off+n) of the file at path with O_DIRECT: the
+// disk's data goes to a reused buffer, not into new page-cache pages and
+// then copied (docs/protocol.md). A file shorter than the range is an
+// io.ErrUnexpectedEOF; a file system that refuses O_DIRECT, errNoDirect.
+func readDirect(path string, off, n int64) (io.ReadCloser, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
+	if errors.Is(err, unix.EINVAL) {
+		return nil, errNoDirect
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	start := off &^ (directAlign - 1)
+	end := (off + n + directAlign - 1) &^ (directAlign - 1)
+	bp := readBuf(int(end - start))
+	buf := (*bp)[:end-start]
+	want := int(off + n - start)
+	for done := 0; done < want; {
+		k, err := f.ReadAt(buf[done:], start+int64(done))
+		done += k
+		if err == io.EOF && done < want {
+			err = io.ErrUnexpectedEOF
+		}
+		if err != nil && done < want {
+			releaseReadBuf(bp)
+			return nil, fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+	d := &directRange{buf: bp}
+	d.Reset(buf[off-start : off-start+n])
+	return d, nil
 }

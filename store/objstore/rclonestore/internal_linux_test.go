@@ -163,3 +163,36 @@ func TestLocalPutWritesDirect(t *testing.T) {
 		t.Fatalf("read back %d bytes, %v", len(got), err)
 	}
 }
+
+// Ranges of a local folder's objects are read with direct I/O where the
+// file system allows it: at any offset and length, to the last byte; a
+// file cut short behind the store's back is an error, not short data.
+func TestLocalGetRangeReadsDirect(t *testing.T) {
+	dir := t.TempDir()
+	if !directIOSupported(t, dir) {
+		t.Skip("the temporary folder's file system refuses O_DIRECT")
+	}
+	ctx := context.Background()
+	s, err := New(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := objstoretest.Data(5, 3<<20+5)
+	objstoretest.MustPut(t, s, "pack", data)
+	size := int64(len(data))
+	for _, r := range [][2]int64{{0, size}, {1, 100}, {4095, 4097}, {size - 1, 1}, {size - 10000, 10000}, {12345, 2 << 20}} {
+		got, err := objstoretest.ReadRange(s, "pack", r[0], r[1])
+		if err != nil || !bytes.Equal(got, data[r[0]:r[0]+r[1]]) {
+			t.Fatalf("range %d+%d: %d bytes, %v", r[0], r[1], len(got), err)
+		}
+	}
+	if n := s.directReads.Load(); n != 6 {
+		t.Errorf("%d direct reads, want 6", n)
+	}
+	if err := os.Truncate(filepath.Join(dir, filepath.FromSlash(shardPath("pack"))), size-100); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := objstoretest.ReadRange(s, "pack", size-200, 200); !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("range past the end of a cut file: %d bytes, %v", len(got), err)
+	}
+}
