@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/anysync/anysync/crypto"
+	"github.com/anysync/anysync/store/internal/directio"
 )
 
 // The segment tier keeps unpinned blobs appended to segment files instead
@@ -406,7 +407,7 @@ func (c *Cache) newSegmentLocked(kind appendKind) (*segment, error) {
 	}
 	var tail *directTail
 	if kind == fetched {
-		if df, derr := openDirect(p); derr == nil {
+		if df, derr := directio.Open(p, os.O_WRONLY, 0); derr == nil {
 			tail = newDirectTail(df, 0)
 		}
 	}

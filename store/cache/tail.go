@@ -5,13 +5,10 @@ import (
 	"os"
 	"sync"
 
-	"github.com/anysync/anysync/store/internal/bigbuf"
+	"github.com/anysync/anysync/store/internal/directio"
 )
 
 const (
-	// tailAlign is the alignment O_DIRECT asks of buffers, offsets and
-	// lengths: the page size covers every logical block size in use.
-	tailAlign = 4096
 	// tailBuf is the size of one write to the file.
 	tailBuf = 2 << 20
 	// tailBufs buffers per tail: one filling, the others being written.
@@ -51,10 +48,10 @@ type tailBlock struct {
 // newDirectTail starts appending at base, an aligned offset of f's file.
 func newDirectTail(f *os.File, base int64) *directTail {
 	t := &directTail{f: f, todo: make(chan tailBlock, tailBufs), free: make(chan []byte, tailBufs),
-		done: make(chan struct{}), cur: bigbuf.Aligned(tailBuf, tailAlign), base: base}
+		done: make(chan struct{}), cur: directio.Buf(tailBuf), base: base}
 	t.drained = sync.NewCond(&t.mu)
 	for range tailBufs - 1 {
-		t.free <- bigbuf.Aligned(tailBuf, tailAlign)
+		t.free <- directio.Buf(tailBuf)
 	}
 	go t.write()
 	return t
@@ -156,7 +153,7 @@ func (t *directTail) flushPadded() error {
 	if err != nil || n == 0 {
 		return err
 	}
-	w := (n + tailAlign - 1) &^ (tailAlign - 1)
+	w := int(directio.Up(int64(n)))
 	clear(t.cur[n:w])
 	if _, err := t.f.WriteAt(t.cur[:w], t.base); err != nil {
 		return fmt.Errorf("write segment: %w", err)

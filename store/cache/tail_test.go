@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/anysync/anysync/store/internal/directio"
 )
 
 // directDir returns a temporary folder whose file system takes O_DIRECT,
@@ -18,7 +20,7 @@ func directDir(t *testing.T) string {
 	if err := os.WriteFile(p, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f, err := openDirect(p)
+	f, err := directio.Open(p, os.O_WRONLY, 0)
 	if err != nil {
 		t.Skipf("no direct appends here: %v", err)
 	}
@@ -36,7 +38,7 @@ func TestDirectTailReadsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rf.Close()
-	df, err := openDirect(p)
+	df, err := directio.Open(p, os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,6 @@
 // if the kernel refuses, they are ordinary slices.
 package bigbuf
 
-import "unsafe"
-
 // MinHuge is the smallest capacity worth marking: a buffer needs an
 // aligned 2 MiB region inside it for a huge page.
 const MinHuge = 4 << 20
@@ -24,12 +22,4 @@ func Make(length, capacity int) []byte {
 		adviseHuge(b[:capacity])
 	}
 	return b
-}
-
-// Aligned returns a slice of n bytes whose first byte is at a multiple of
-// align (a power of two), as O_DIRECT I/O asks of its buffers.
-func Aligned(n, align int) []byte {
-	b := make([]byte, n+align)
-	off := (align - int(uintptr(unsafe.Pointer(&b[0]))&uintptr(align-1))) & (align - 1)
-	return b[off : off+n : off+n]
 }

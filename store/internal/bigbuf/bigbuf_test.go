@@ -1,9 +1,6 @@
 package bigbuf
 
-import (
-	"testing"
-	"unsafe"
-)
+import "testing"
 
 func TestMake(t *testing.T) {
 	for _, c := range []struct{ length, capacity int }{{0, 10}, {5, 1 << 20}, {0, MinHuge}, {3 << 20, 9 << 20}} {
@@ -28,18 +25,5 @@ func BenchmarkTouch16MiB(b *testing.B) {
 		for i := 0; i < len(buf); i += 4096 {
 			buf[i] = 1
 		}
-	}
-}
-
-func TestAligned(t *testing.T) {
-	for range 20 {
-		b := Aligned(5000, 4096)
-		if len(b) != 5000 || cap(b) != 5000 {
-			t.Fatalf("len %d cap %d", len(b), cap(b))
-		}
-		if p := uintptr(unsafe.Pointer(&b[0])); p%4096 != 0 {
-			t.Fatalf("address %#x not aligned", p)
-		}
-		_ = make([]byte, 100) // shift the next allocation
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"unsafe"
 
+	"github.com/anysync/anysync/store/internal/directio"
 	"github.com/anysync/anysync/store/objstore"
 	"github.com/anysync/anysync/store/objstore/objstoretest"
 	"golang.org/x/sys/unix"
@@ -81,7 +82,7 @@ func TestPutDropsPageCache(t *testing.T) {
 // directIOSupported reports whether dir's file system takes O_DIRECT.
 func directIOSupported(t *testing.T, dir string) bool {
 	t.Helper()
-	f, err := os.OpenFile(filepath.Join(dir, "probe"), os.O_WRONLY|os.O_CREATE|unix.O_DIRECT, 0o600)
+	f, err := directio.Open(filepath.Join(dir, "probe"), os.O_WRONLY|os.O_CREATE, 0o600)
 	if err != nil {
 		return false
 	}
@@ -98,7 +99,7 @@ func TestWriteDirect(t *testing.T) {
 		t.Skip("the temporary folder's file system refuses O_DIRECT")
 	}
 	ctx := context.Background()
-	for _, size := range []int{0, 1, directAlign, directAlign + 1, directBuf, 2*directBuf + 12345} {
+	for _, size := range []int{0, 1, directio.Align, directio.Align + 1, directBuf, 2*directBuf + 12345} {
 		data := objstoretest.Data(uint64(size), size)
 		path := filepath.Join(dir, fmt.Sprintf("ok-%d", size))
 		src := objstoretest.NewChunkReader(data, []int{1 << 20, 100}, nil)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/anysync/anysync/store/internal/directio"
 	"github.com/anysync/anysync/store/objstore"
 	"io"
 	"io/fs"
@@ -179,7 +180,7 @@ func (r *Store) Put(ctx context.Context, name string, in io.Reader, size int64) 
 	}
 	if r.localRoot != "" && r.move != nil {
 		err := r.putLocal(ctx, name, target, dst, er, size)
-		if !errors.Is(err, errNoDirect) {
+		if !errors.Is(err, directio.ErrUnsupported) {
 			return err
 		}
 	}
@@ -224,7 +225,7 @@ func (r *Store) Put(ctx context.Context, name string, in io.Reader, size int64) 
 
 // putLocal writes an upload into a local folder itself, with direct I/O
 // (writeDirect), then renames it into place as Put does. It returns
-// errNoDirect, having read nothing, where the file system refuses direct
+// directio.ErrUnsupported, having read nothing, where the file system refuses direct
 // I/O.
 func (r *Store) putLocal(ctx context.Context, name, target, dst string, er *objstore.ExactReader, size int64) error {
 	tmp := filepath.Join(r.localRoot, filepath.FromSlash(target))
@@ -233,7 +234,7 @@ func (r *Store) putLocal(ctx context.Context, name, target, dst string, er *objs
 		return fmt.Errorf("put %s: %w", name, err)
 	}
 	if err := writeDirect(tmp, er, size); err != nil {
-		if errors.Is(err, errNoDirect) {
+		if errors.Is(err, directio.ErrUnsupported) {
 			return err
 		}
 		if er.Err() != nil {
@@ -363,7 +364,7 @@ func (r *Store) GetRange(ctx context.Context, name string, off, length int64) (i
 			case err == nil:
 				r.directReads.Add(1)
 				return rc, nil
-			case errors.Is(err, errNoDirect):
+			case errors.Is(err, directio.ErrUnsupported):
 				r.noDirectReads.Store(true)
 			case errors.Is(err, fs.ErrNotExist):
 				r.handles.Remove(name)

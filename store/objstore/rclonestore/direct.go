@@ -3,7 +3,6 @@ package rclonestore
 import (
 	"bytes"
 	"cmp"
-	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -11,27 +10,16 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/anysync/anysync/store/internal/bigbuf"
-	"golang.org/x/sys/unix"
+	"github.com/anysync/anysync/store/internal/directio"
 )
 
-const (
-	// directAlign is the alignment O_DIRECT asks of buffers, offsets and
-	// lengths: the page size covers every logical block size in use.
-	directAlign = 4096
-	// directBuf is the size of one write.
-	directBuf = 2 << 20
-)
+// directBuf is the size of one direct write.
+const directBuf = 2 << 20
 
 var directBufs = sync.Pool{New: func() any {
-	b := bigbuf.Aligned(directBuf, directAlign)
+	b := directio.Buf(directBuf)
 	return &b
 }}
-
-// errNoDirect reports a folder whose file system refuses O_DIRECT (tmpfs
-// before Linux 6.6, some FUSE file systems): the upload takes the page
-// cache.
-var errNoDirect = errors.New("direct I/O not supported")
 
 // writeDirect writes size bytes of in to a new file at path with O_DIRECT,
 // then fdatasyncs it. The data goes from reused buffers to the disk, so a
@@ -40,10 +28,7 @@ var errNoDirect = errors.New("direct I/O not supported")
 // has only the file's metadata left to write. On failure the file is
 // removed. See docs/protocol.md.
 func writeDirect(path string, in io.Reader, size int64) (err error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_DIRECT, 0o600)
-	if errors.Is(err, unix.EINVAL) {
-		return errNoDirect
-	}
+	f, err := directio.Open(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
@@ -73,7 +58,7 @@ func writeDirect(path string, in io.Reader, size int64) (err error) {
 		for b := range full {
 			if err == nil {
 				// The last block is padded, and the file cut back to size.
-				w := (b.n + directAlign - 1) &^ (directAlign - 1)
+				w := int(directio.Up(int64(b.n)))
 				clear((*b.buf)[b.n:w])
 				if _, werr := f.WriteAt((*b.buf)[:w], b.off); werr != nil {
 					err = fmt.Errorf("write %s: %w", path, werr)
@@ -108,12 +93,12 @@ func writeDirect(path string, in io.Reader, size int64) (err error) {
 			return fmt.Errorf("read object data: %w", err)
 		}
 	}
-	if size%directAlign != 0 {
+	if size%directio.Align != 0 {
 		if err := f.Truncate(size); err != nil {
 			return err
 		}
 	}
-	return unix.Fdatasync(int(f.Fd()))
+	return directio.Datasync(f)
 }
 
 // readBufs holds the aligned buffers of direct reads, by power-of-two
@@ -123,13 +108,13 @@ var readBufs [10]sync.Pool
 func readBuf(n int) *[]byte {
 	c := max(bits.Len(uint(n-1)), 16) - 16
 	if c >= len(readBufs) {
-		b := bigbuf.Aligned(n, directAlign)
+		b := directio.Buf(n)
 		return &b
 	}
 	if bp, ok := readBufs[c].Get().(*[]byte); ok {
 		return bp
 	}
-	b := bigbuf.Aligned(1<<(c+16), directAlign)
+	b := directio.Buf(1 << (c + 16))
 	return &b
 }
 
@@ -157,18 +142,15 @@ func (d *directRange) Close() error {
 // readDirect reads [off, off+n) of the file at path with O_DIRECT: the
 // disk's data goes to a reused buffer, not into new page-cache pages and
 // then copied (docs/protocol.md). A file shorter than the range is an
-// io.ErrUnexpectedEOF; a file system that refuses O_DIRECT, errNoDirect.
+// io.ErrUnexpectedEOF; a file system that refuses O_DIRECT,
+// directio.ErrUnsupported.
 func readDirect(path string, off, n int64) (io.ReadCloser, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_DIRECT, 0)
-	if errors.Is(err, unix.EINVAL) {
-		return nil, errNoDirect
-	}
+	f, err := directio.Open(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	start := off &^ (directAlign - 1)
-	end := (off + n + directAlign - 1) &^ (directAlign - 1)
+	start, end := directio.Down(off), directio.Up(off+n)
 	bp := readBuf(int(end - start))
 	buf := (*bp)[:end-start]
 	want := int(off + n - start)
